@@ -1,0 +1,1 @@
+"""Users, password log-in, sessions and roles."""

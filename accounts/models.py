@@ -1,0 +1,33 @@
+"""Account tables."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.database import Base, UTCDateTime, utc_now
+from core.settings import DEFAULT_TIME_ZONE
+
+
+class Role(enum.StrEnum):
+    TEACHER = "teacher"
+    OPERATOR = "operator"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stored lower-cased, so that log-in is case-insensitive on every backend.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(80))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=Role.TEACHER,
+    )
+    time_zone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIME_ZONE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)

@@ -1,0 +1,1 @@
+"""Infrastructure shared by the domain packages: settings, database, templates, sessions."""

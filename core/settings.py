@@ -1,0 +1,84 @@
+"""Service configuration, read from the command line and the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_TIME_ZONE = "Europe/Paris"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one server process needs to know; all processes of a deployment
+    share `database_url`, `recordings_dir` and `secret_key`."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data_dir: Path = DEFAULT_DATA_DIR
+    # None means a SQLite file in `data_dir`.
+    database_url: str | None = None
+    # None means the in-process chat broker (one server process only).
+    redis_url: str | None = None
+    secret_key: str = ""
+    # RTCIceServer dictionaries ({"urls": ..., "username": ..., "credential": ...}).
+    # Empty by default: aiortc's own default is a public STUN host.
+    ice_servers: tuple[dict[str, str], ...] = ()
+    # Public origin of the site, used to check WebSocket Origin headers and build
+    # absolute links (iCalendar feed). None accepts the request's own host.
+    site_url: str | None = None
+    demo: bool = False
+    # Name of this process in logs and in the media-node records.
+    node_name: str = field(default_factory=lambda: f"node-{os.getpid()}")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'veillee.sqlite3').resolve()}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def https_only(self) -> bool:
+        return bool(self.site_url and self.site_url.startswith("https://"))
+
+
+def load_secret_key(data_dir: Path) -> str:
+    """Return SECRET_KEY from the environment, or a key kept in `data_dir`.
+
+    Keeping a generated key on disk lets sessions survive a restart and lets
+    processes sharing the folder share the key.
+    """
+    from_env = os.environ.get("SECRET_KEY")
+    if from_env:
+        return from_env
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_file = data_dir / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+def parse_ice_servers(raw: str | None) -> tuple[dict[str, str], ...]:
+    """Parse the ICE_SERVERS JSON list; raise ValueError naming the problem."""
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"ICE_SERVERS is not valid JSON: {error}") from error
+    if not isinstance(value, list) or not all(
+        isinstance(item, dict) and "urls" in item for item in value
+    ):
+        raise ValueError('ICE_SERVERS must be a JSON list of objects with "urls"')
+    return tuple(value)

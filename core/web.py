@@ -1,0 +1,131 @@
+"""Request helpers shared by every package's routes: app state, the logged-in user,
+CSRF tokens and French HTML rendering."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from accounts.models import User
+from core.database import Database
+from core.settings import Settings
+from core.timezones import TIME_ZONES, format_local
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+SESSION_USER_KEY = "user_id"
+SESSION_CSRF_KEY = "csrf"
+CSRF_FIELD = "csrf_token"
+
+
+def build_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=WEB_DIR / "templates")
+    templates.env.filters["local_time"] = format_local
+    templates.env.globals["TIME_ZONES"] = TIME_ZONES
+    return templates
+
+
+def settings_of(connection: HTTPConnection) -> Settings:
+    settings: Settings = connection.app.state.settings
+    return settings
+
+
+def database_of(connection: HTTPConnection) -> Database:
+    database: Database = connection.app.state.database
+    return database
+
+
+def templates_of(connection: HTTPConnection) -> Jinja2Templates:
+    templates: Jinja2Templates = connection.app.state.templates
+    return templates
+
+
+class LoginRequired(HTTPException):
+    """Raised by `require_user`; server.py turns it into a redirect to the log-in page
+    for pages, and a 401 JSON body for the API."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=401, detail="Connectez-vous pour continuer.")
+
+
+async def current_user(connection: HTTPConnection) -> User | None:
+    """Load the logged-in user from the signed session cookie, once per connection."""
+    if "user" in connection.scope.get("state", {}):
+        cached: User | None = connection.state.user
+        return cached
+    user_id = connection.session.get(SESSION_USER_KEY)
+    user: User | None = None
+    if isinstance(user_id, int):
+        async with database_of(connection).session() as session:
+            user = await session.get(User, user_id)
+    connection.state.user = user
+    return user
+
+
+async def require_user(connection: HTTPConnection) -> User:
+    user = await current_user(connection)
+    if user is None:
+        raise LoginRequired
+    return user
+
+
+def log_in(request: Request, user: User) -> None:
+    """Start a new session for `user`; the cookie changes, so a session id
+    planted before log-in is worthless."""
+    request.session.clear()
+    request.session[SESSION_USER_KEY] = user.id
+    request.session[SESSION_CSRF_KEY] = secrets.token_urlsafe(32)
+    request.state.user = user
+
+
+def log_out(request: Request) -> None:
+    request.session.clear()
+    request.state.user = None
+
+
+def csrf_token(connection: HTTPConnection) -> str:
+    token = connection.session.get(SESSION_CSRF_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        connection.session[SESSION_CSRF_KEY] = token
+    return token
+
+
+def check_csrf(request: Request, form: FormData) -> None:
+    """Reject a form post whose CSRF token does not match the session's."""
+    sent = form.get(CSRF_FIELD)
+    if sent is None:
+        sent = request.headers.get("x-csrf-token")
+    expected = request.session.get(SESSION_CSRF_KEY)
+    if (
+        not isinstance(sent, str)
+        or not isinstance(expected, str)
+        or not hmac.compare_digest(sent, expected)
+    ):
+        raise HTTPException(
+            status_code=403,
+            detail="Le formulaire a expiré. Rechargez la page et recommencez.",
+        )
+
+
+async def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> Response:
+    """Render a French page with the logged-in user and a CSRF token in its context."""
+    user = await current_user(request)
+    full_context: dict[str, Any] = {
+        "user": user,
+        "csrf_token": csrf_token(request),
+        "time_zone": user.time_zone if user else None,
+    }
+    full_context.update(context or {})
+    return templates_of(request).TemplateResponse(
+        request, template, full_context, status_code=status_code
+    )

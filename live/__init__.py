@@ -1,0 +1,1 @@
+"""Scheduling and lifecycle of lives: agenda, registration, iCalendar feed."""

@@ -1,0 +1,48 @@
+"""State transitions of a live, shared by signaling (start, end) and recordings (interrupted)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.database import utc_now
+from live.models import Live, LiveState
+
+logger = logging.getLogger(__name__)
+
+# Maps each state to the states it may move to.
+ALLOWED_TRANSITIONS: dict[LiveState, frozenset[LiveState]] = {
+    LiveState.SCHEDULED: frozenset({LiveState.OPEN, LiveState.LIVE, LiveState.CANCELLED}),
+    LiveState.OPEN: frozenset({LiveState.LIVE, LiveState.SCHEDULED, LiveState.CANCELLED}),
+    LiveState.LIVE: frozenset({LiveState.ENDED, LiveState.INTERRUPTED}),
+    LiveState.INTERRUPTED: frozenset({LiveState.LIVE, LiveState.ENDED}),
+    LiveState.ENDED: frozenset(),
+    LiveState.CANCELLED: frozenset(),
+}
+
+
+class InvalidTransitionError(RuntimeError):
+    def __init__(self, live_id: int, current: LiveState, requested: LiveState) -> None:
+        super().__init__(
+            f"live {live_id}: cannot move from {current.value} to {requested.value}; "
+            f"allowed: {sorted(state.value for state in ALLOWED_TRANSITIONS[current])}"
+        )
+        self.live_id = live_id
+        self.current = current
+        self.requested = requested
+
+
+async def transition(session: AsyncSession, live: Live, new_state: LiveState) -> None:
+    """Move `live` to `new_state`, stamping start and end times, and commit."""
+    if new_state not in ALLOWED_TRANSITIONS[live.state]:
+        raise InvalidTransitionError(live.id, live.state, new_state)
+
+    old_state = live.state
+    live.state = new_state
+    if new_state is LiveState.LIVE and live.started_at is None:
+        live.started_at = utc_now()
+    if new_state in {LiveState.ENDED, LiveState.INTERRUPTED}:
+        live.ended_at = utc_now()
+    await session.commit()
+    logger.info("live %s: %s -> %s", live.id, old_state.value, new_state.value)

@@ -1,0 +1,242 @@
+"""Veillée's ASGI application, `create_app(settings)`, and the command line that serves it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import accounts.routes
+from core.database import Database
+from core.settings import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Settings,
+    load_secret_key,
+    parse_ice_servers,
+)
+from core.web import WEB_DIR, LoginRequired, build_templates, database_of, render
+
+logger = logging.getLogger("veillee.server")
+
+# A session cookie lasts two weeks: long enough not to log a teacher out between
+# two evening lives, short enough to expire on a forgotten shared computer.
+SESSION_MAX_AGE_SECS = 14 * 24 * 3600
+
+
+async def health(request: Request) -> Response:
+    """Report whether the database and the chat broker answer; 503 when one does not."""
+    checks: dict[str, str] = {}
+    try:
+        await database_of(request).ping()
+        checks["database"] = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        logger.warning("health: database check failed: %s", error)
+        checks["database"] = "error"
+    # wiring:health
+    healthy = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if healthy else "degraded", **checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+_ENGLISH_DETAILS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+}
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get(
+        "accept", ""
+    )
+
+
+async def handle_http_error(request: Request, error: Exception) -> Response:
+    if not isinstance(error, HTTPException):
+        raise error
+    if isinstance(error, LoginRequired) and not _wants_json(request):
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    messages = {
+        401: "Connectez-vous pour continuer.",
+        403: "Vous n'avez pas accès à cette page.",
+        404: "Cette page n'existe pas.",
+        405: "Cette action n'est pas possible ici.",
+        413: "La requête est trop volumineuse.",
+    }
+    # Routes raise HTTPException with a French sentence as detail; Starlette's own
+    # details ("Not Found") are English and replaced by the French default.
+    message = messages.get(error.status_code, "Une erreur est survenue.")
+    if error.detail and error.detail != _ENGLISH_DETAILS.get(error.status_code):
+        message = error.detail
+    if _wants_json(request):
+        return JSONResponse(
+            {"error": {"code": f"http_{error.status_code}", "message": message}},
+            status_code=error.status_code,
+        )
+    return await render(request, "error.html", {"message": message}, error.status_code)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the application for `settings`; nothing starts until the ASGI lifespan."""
+    database = Database(settings.resolved_database_url)
+    templates = build_templates()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+        await database.create_schema()
+        # wiring:startup
+        logger.info(
+            "started node=%s database=%s broker=%s recordings=%s ice_servers=%d",
+            settings.node_name,
+            "sqlite" if database.is_sqlite else "postgresql",
+            "redis" if settings.redis_url else "in-process",
+            settings.recordings_dir,
+            len(settings.ice_servers),
+        )
+        try:
+            yield
+        finally:
+            # wiring:shutdown
+            await database.dispose()
+            logger.info("stopped node=%s", settings.node_name)
+
+    routes: list[BaseRoute] = [
+        Route("/health", health, name="health"),
+        Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
+        *accounts.routes.routes,
+        # wiring:routes
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=settings.secret_key,
+                session_cookie="veillee_session",
+                max_age=SESSION_MAX_AGE_SECS,
+                same_site="lax",
+                https_only=settings.https_only,
+            )
+        ],
+        exception_handlers={HTTPException: handle_http_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.templates = templates
+    return app
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="Serve Veillée: evening lives, chat, recordings and mentoring.",
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR", DEFAULT_DATA_DIR)),
+        help="folder for the SQLite file, the recordings and the secret key (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="SQLAlchemy async URL, e.g. postgresql+asyncpg://... (default: SQLite in --data-dir)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="Redis URL for chat fan-out between processes (default: in-process broker)",
+    )
+    parser.add_argument(
+        "--ice-servers",
+        default=os.environ.get("ICE_SERVERS"),
+        help='JSON list of RTCIceServer objects, e.g. [{"urls": "turn:..."}] (default: none)',
+    )
+    parser.add_argument(
+        "--site-url",
+        default=os.environ.get("SITE_URL"),
+        help="public origin such as https://veillee.example.org (default: the request's host)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="create a demo host, viewer and a live this evening, and print their log-in details",
+    )
+    parser.add_argument(
+        "--log-level", default=os.environ.get("LOG_LEVEL", "INFO"), help="default: %(default)s"
+    )
+    return parser.parse_args(argv)
+
+
+def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
+    data_dir: Path = arguments.data_dir
+    return Settings(
+        host=arguments.host,
+        port=arguments.port,
+        data_dir=data_dir,
+        database_url=arguments.database_url,
+        redis_url=arguments.redis_url,
+        secret_key=load_secret_key(data_dir),
+        ice_servers=parse_ice_servers(arguments.ice_servers),
+        site_url=arguments.site_url,
+        demo=arguments.demo,
+        node_name=os.environ.get("NODE_NAME", f"{arguments.host}:{arguments.port}"),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    logging.basicConfig(
+        level=arguments.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = settings_from_arguments(arguments)
+    except ValueError as error:
+        print(f"server.py: {error}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=arguments.log_level.lower(),
+        ws_max_size=64 * 1024,
+        lifespan="on",
+    )
+    asyncio.run(uvicorn.Server(config).serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Logged-in HTTP and WebSocket clients against a running server process."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import httpx
+
+_CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Account:
+    email: str
+    password: str
+    display_name: str
+
+
+def csrf_from(html: str) -> str:
+    match = _CSRF_PATTERN.search(html)
+    if match is None:
+        raise AssertionError("page has no csrf_token field")
+    return match.group(1)
+
+
+def sign_up(base_url: str, account: Account, time_zone: str = "Europe/Paris") -> httpx.Client:
+    """Create the account through the sign-up form; return a client holding its session cookie."""
+    client = httpx.Client(base_url=base_url, timeout=10.0)
+    page = client.get("/signup")
+    response = client.post(
+        "/signup",
+        data={
+            "csrf_token": csrf_from(page.text),
+            "email": account.email,
+            "display_name": account.display_name,
+            "password": account.password,
+            "time_zone": time_zone,
+        },
+    )
+    if response.status_code != 303:
+        raise AssertionError(f"sign-up failed with {response.status_code}: {response.text[:500]}")
+    return client
+
+
+def log_in(base_url: str, account: Account) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=10.0)
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_from(page.text),
+            "email": account.email,
+            "password": account.password,
+        },
+    )
+    if response.status_code != 303:
+        raise AssertionError(f"log-in failed with {response.status_code}")
+    return client
+
+
+def cookie_header(client: httpx.Client) -> str:
+    """The Cookie header a WebSocket client needs to share `client`'s session."""
+    return "; ".join(f"{name}={value}" for name, value in client.cookies.items())

@@ -1,0 +1,1 @@
+"""Jinja2 templates (French), static JavaScript and CSS."""
