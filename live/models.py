@@ -6,8 +6,9 @@ import enum
 from datetime import datetime, timedelta
 
 from sqlalchemy import Enum, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from accounts.models import User
 from core.database import Base, UTCDateTime, utc_now
 
 
@@ -47,6 +48,14 @@ class Live(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    # Raised by one at each edit or cancellation, and stamped with `updated_at`, so that
+    # calendar applications replace their copy of the event (iCalendar SEQUENCE).
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+    # Never loaded implicitly: queries that show the host name ask for it with
+    # selectinload(Live.host), so a forgotten load fails loudly instead of blocking.
+    host: Mapped[User] = relationship(lazy="raise")
 
     @property
     def ends_at(self) -> datetime:
