@@ -1,0 +1,281 @@
+// The live page's stage: the video, the status and recording lines, the host's
+// controls and the chat beside them. Its data comes from the data-* attributes of
+// the [data-live-stage] element (web/templates/live/_stage.html).
+
+import { ChatClient } from "./chat.js";
+import { ChatView } from "./chat-view.js";
+import { LiveSignaling, LiveState } from "./signaling.js";
+import { CloseCode } from "./socket.js";
+
+const NOT_REGISTERED_MESSAGE = "Inscrivez-vous pour rejoindre le live";
+
+const STATE_MESSAGES = {
+  [LiveState.SCHEDULED]: "En attente du début du live…",
+  [LiveState.OPEN]: "En attente du début du live…",
+  [LiveState.LIVE]: "En direct",
+  [LiveState.ENDED]: "Le live est terminé. Le replay sera bientôt disponible.",
+  [LiveState.CANCELLED]: "Ce live a été annulé.",
+  [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
+};
+
+const RECORDING_MESSAGES = {
+  recording: "Enregistrement en cours.",
+  processing: "Le replay est en préparation…",
+  ready: "Le replay est prêt.",
+  failed: "L'enregistrement a échoué.",
+};
+
+// States in which the host's camera is no longer needed.
+const FINISHED_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
+
+/** Returns "1 personne connectée", "14 personnes connectées", with French plural rules. */
+function formatViewerCount(count) {
+  const plural = new Intl.PluralRules("fr-FR").select(count) !== "one";
+  const number = count.toLocaleString("fr-FR");
+  return plural ? `${number} personnes connectées` : `${number} personne connectée`;
+}
+
+function goToLogin() {
+  location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+class Stage {
+  constructor(root) {
+    const data = root.dataset;
+    this.isHost = data.role === "host";
+    // The state when the page was rendered; the signaling welcome brings the current one.
+    this.initialState = data.state;
+    this.replayUrl = data.replayUrl || null;
+    this.video = root.querySelector("[data-stage-video]");
+    this.status = root.querySelector("[data-stage-status]");
+    this.recording = root.querySelector("[data-stage-recording]");
+    this.error = root.querySelector("[data-stage-error]");
+    this.startButton = root.querySelector("[data-stage-start]");
+    this.endButton = root.querySelector("[data-stage-end]");
+    this.viewers = root.querySelector("[data-stage-viewers]");
+    this.unmuteButton = root.querySelector("[data-stage-unmute]");
+    this.cameraStream = null;
+    this.connected = false;
+    this.stopped = false;
+
+    this.signaling = new LiveSignaling(data.signalingPath, this.isHost);
+    this.chat = new ChatClient(data.chatPath);
+    this.chatView = new ChatView(root, this.chat, {
+      timeZone: data.timeZone || null,
+      forbiddenMessage: NOT_REGISTERED_MESSAGE,
+    });
+    this.bindSignaling();
+    this.bindControls();
+    for (const client of [this.signaling, this.chat]) {
+      client.addEventListener("connection", ({ detail }) => {
+        if (detail.status === "stopped" && detail.code === CloseCode.NOT_LOGGED_IN) {
+          goToLogin();
+        }
+      });
+    }
+  }
+
+  async start() {
+    this.chat.start();
+    this.signaling.start();
+    if (this.isHost && !FINISHED_STATES.has(this.initialState)) {
+      await this.startCamera();
+    }
+  }
+
+  async startCamera() {
+    try {
+      this.cameraStream = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 1280 }, height: { ideal: 720 } },
+        audio: true,
+      });
+    } catch (error) {
+      console.error("live: camera or microphone unavailable", error);
+      this.showError(
+        "Impossible d'accéder à la caméra ou au micro. Autorisez-les dans votre navigateur, puis rechargez la page.",
+      );
+      return;
+    }
+    this.video.muted = true;
+    this.video.srcObject = this.cameraStream;
+    this.playVideo();
+    this.updateControls();
+  }
+
+  stopCamera() {
+    if (this.cameraStream === null) {
+      return;
+    }
+    for (const track of this.cameraStream.getTracks()) {
+      track.stop();
+    }
+    this.cameraStream = null;
+    this.video.srcObject = null;
+  }
+
+  bindSignaling() {
+    const signaling = this.signaling;
+    signaling.addEventListener("connection", ({ detail }) => this.showConnection(detail));
+    signaling.addEventListener("state", ({ detail }) => this.showState(detail.state));
+    signaling.addEventListener("recording", ({ detail }) => this.showRecording(detail));
+    signaling.addEventListener("viewers", ({ detail }) => {
+      if (this.viewers !== null) {
+        this.viewers.textContent = formatViewerCount(detail.count);
+      }
+    });
+    signaling.addEventListener("error", ({ detail }) => {
+      this.showError(detail.message);
+      if (this.signaling.state !== null) {
+        this.status.textContent = STATE_MESSAGES[this.signaling.state] ?? "";
+      }
+      this.updateControls();
+    });
+    signaling.addEventListener("publishing", () => this.updateControls());
+    signaling.addEventListener("stream", ({ detail }) => {
+      if (!this.isHost) {
+        this.video.srcObject = detail.stream;
+        this.playVideo();
+      }
+    });
+  }
+
+  bindControls() {
+    this.startButton?.addEventListener("click", async () => {
+      this.hideError();
+      this.startButton.disabled = true;
+      this.status.textContent = "Démarrage du live…";
+      await this.signaling.publish(this.cameraStream);
+      this.updateControls();
+    });
+    this.endButton?.addEventListener("click", () => {
+      if (!confirm("Terminer le live pour tout le monde ?")) {
+        return;
+      }
+      this.hideError();
+      this.endButton.disabled = true;
+      this.signaling.end();
+    });
+    this.unmuteButton?.addEventListener("click", () => {
+      this.video.muted = false;
+      this.unmuteButton.hidden = true;
+      this.playVideo();
+    });
+  }
+
+  /** Plays the video; when the browser blocks sound without a click, plays it muted. */
+  playVideo() {
+    this.video.play().catch(() => {
+      if (this.isHost || this.video.muted) {
+        return;
+      }
+      this.video.muted = true;
+      this.video.play().catch((error) => console.warn("live: video playback blocked", error));
+      if (this.unmuteButton !== null) {
+        this.unmuteButton.hidden = false;
+      }
+    });
+  }
+
+  showConnection({ status, code }) {
+    this.connected = status === "connected";
+    if (status === "reconnecting") {
+      this.status.textContent = "Connexion perdue, reconnexion…";
+    } else if (status === "stopped") {
+      this.stopped = true;
+      this.showStopped(code);
+    }
+    this.updateControls();
+  }
+
+  showStopped(code) {
+    switch (code) {
+      case CloseCode.FORBIDDEN:
+        this.status.textContent = NOT_REGISTERED_MESSAGE;
+        break;
+      case CloseCode.NOT_FOUND:
+        this.status.textContent = "Ce live n'existe pas ou plus.";
+        break;
+      case CloseCode.TOO_MANY_ERRORS:
+        this.status.textContent = "La connexion au live s'est arrêtée après trop d'erreurs. Rechargez la page.";
+        break;
+      case CloseCode.NOT_LOGGED_IN:
+        this.status.textContent = "Connectez-vous pour continuer.";
+        break;
+      default:
+        this.status.textContent = "La connexion au live est fermée.";
+    }
+    this.stopCamera();
+  }
+
+  showState(state) {
+    this.status.textContent = STATE_MESSAGES[state] ?? "";
+    this.status.classList.toggle("on-air", state === LiveState.LIVE);
+    if (FINISHED_STATES.has(state)) {
+      this.stopCamera();
+      if (!this.isHost) {
+        this.video.srcObject = null;
+      }
+    }
+    this.updateControls();
+  }
+
+  showRecording({ status, reason }) {
+    if (status === null || !(status in RECORDING_MESSAGES)) {
+      this.recording.textContent = "";
+      this.recording.hidden = true;
+      return;
+    }
+    this.recording.hidden = false;
+    if (status === "failed" && reason) {
+      this.recording.textContent = `L'enregistrement a échoué : ${reason}`;
+    } else {
+      this.recording.textContent = RECORDING_MESSAGES[status];
+    }
+    if (status === "ready" && this.replayUrl !== null) {
+      const link = document.createElement("a");
+      link.href = this.replayUrl;
+      link.textContent = "Voir le replay";
+      this.recording.append(" ", link);
+    }
+  }
+
+  updateControls() {
+    if (!this.isHost) {
+      return;
+    }
+    const state = this.signaling.state;
+    const usable = this.connected && !this.stopped && state !== null;
+    const resuming = state === LiveState.LIVE || state === LiveState.INTERRUPTED;
+    this.startButton.textContent = resuming ? "Reprendre le live" : "Démarrer le live";
+    this.startButton.hidden = this.signaling.isPublishing || FINISHED_STATES.has(state);
+    this.startButton.disabled =
+      !usable || this.cameraStream === null || this.signaling.offerInProgress;
+    this.endButton.hidden = !resuming;
+    this.endButton.disabled = !usable;
+  }
+
+  showError(message) {
+    this.error.textContent = message || "Une erreur est survenue.";
+    this.error.hidden = false;
+  }
+
+  hideError() {
+    this.error.textContent = "";
+    this.error.hidden = true;
+  }
+}
+
+const root = document.querySelector("[data-live-stage]");
+if (root !== null) {
+  const stage = new Stage(root);
+  // The end-to-end test reads the viewer's statistics from here.
+  window.veillee = {
+    stage,
+    signaling: stage.signaling,
+    chat: stage.chat,
+    get peerConnection() {
+      return stage.signaling.peerConnection;
+    },
+  };
+  stage.start();
+}

@@ -1,0 +1,290 @@
+// Client side of the signaling socket, /ws/live/{id}/signaling: the live's state,
+// the host's publishing and the viewer's watching (docs/protocol.md).
+//
+// LiveSignaling dispatches these events, each with its data in `detail`:
+//   "state"        {state}                 the live's state, from welcome or a state frame
+//   "recording"    {status, reason}        the recording's status
+//   "viewers"      {count}                 connected viewers, for the host
+//   "stream"       {stream}                the MediaStream received by a viewer
+//   "peer"         {peerConnection}        the current peer connection, or null
+//   "publishing"   {publishing}            whether the host's media is being sent
+//   "error"        {code, message}         an error frame, or a local failure in French
+//   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
+
+import { createPublisherConnection, createViewerConnection } from "./peer.js";
+import { ReconnectingSocket } from "./socket.js";
+
+export const LiveState = Object.freeze({
+  SCHEDULED: "scheduled",
+  OPEN: "open",
+  LIVE: "live",
+  ENDED: "ended",
+  CANCELLED: "cancelled",
+  INTERRUPTED: "interrupted",
+});
+
+// States in which nothing will be broadcast again.
+const FINAL_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
+
+const NEGOTIATION_FAILED_MESSAGE =
+  "La connexion vidéo n'a pas pu être établie. Vérifiez votre réseau puis réessayez.";
+
+export class LiveSignaling extends EventTarget {
+  /** `path` is the signaling socket's path; `isHost` is true on the host's page, which publishes. */
+  constructor(path, isHost) {
+    super();
+    this.isHost = isHost;
+    this.role = null;
+    this.state = null;
+    this.iceServers = [];
+    this.peerConnection = null;
+    // The connection whose offer was sent and whose answer is awaited.
+    this.pendingPeerConnection = null;
+    // True from the start of an offer's creation until its answer or its rejection.
+    this.offerInProgress = false;
+    this.cameraStream = null;
+    // True from the host's "Démarrer" until the live ends: after a reconnection the
+    // page publishes again when the server no longer receives its media.
+    this.wantsToPublish = false;
+    this.socket = new ReconnectingSocket(path, {
+      onOpen: () => this.emit("connection", { status: "connected", code: null }),
+      onFrame: (frame) => this.handleFrame(frame),
+      onReconnecting: (code) => {
+        // The server closes a viewer's peer with its socket, so the next welcome
+        // starts a new one.
+        this.closePeerConnections();
+        this.emit("connection", { status: "reconnecting", code });
+      },
+      onStop: (code) => {
+        this.closePeerConnections();
+        this.emit("connection", { status: "stopped", code });
+      },
+    });
+  }
+
+  start() {
+    this.socket.start();
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  get isPublishing() {
+    return this.isHost && this.peerConnection !== null;
+  }
+
+  /** Starts sending `cameraStream` to the server; the host's "Démarrer le live". */
+  async publish(cameraStream) {
+    this.cameraStream = cameraStream;
+    this.wantsToPublish = true;
+    await this.sendOffer("publish", () =>
+      createPublisherConnection(cameraStream, this.iceServers),
+    );
+  }
+
+  /** Asks the server to end the live; the host's "Terminer le live". */
+  end() {
+    this.wantsToPublish = false;
+    if (!this.socket.send({ type: "end" })) {
+      this.emit("error", {
+        code: "disconnected",
+        message: "La connexion au serveur est perdue : réessayez dans un instant.",
+      });
+    }
+  }
+
+  async watch() {
+    const stream = new MediaStream();
+    const sent = await this.sendOffer("watch", () =>
+      createViewerConnection(this.iceServers, stream),
+    );
+    if (sent) {
+      this.emit("stream", { stream });
+    }
+  }
+
+  /**
+   * Creates a peer connection with `createConnection` and sends its offer in a
+   * `type` frame; returns whether the offer was sent. The answer is applied when
+   * it arrives, in handleAnswer.
+   */
+  async sendOffer(type, createConnection) {
+    if (this.offerInProgress) {
+      return false;
+    }
+    this.offerInProgress = true;
+    let peerConnection;
+    try {
+      peerConnection = await createConnection();
+    } catch (error) {
+      this.offerInProgress = false;
+      console.error("signaling: could not create the %s offer", type, error);
+      this.emit("error", { code: "negotiation_failed", message: NEGOTIATION_FAILED_MESSAGE });
+      return false;
+    }
+
+    if (!this.socket.send({ type, sdp: peerConnection.localDescription.sdp })) {
+      peerConnection.close();
+      this.offerInProgress = false;
+      return false;
+    }
+    this.pendingPeerConnection = peerConnection;
+    return true;
+  }
+
+  async handleAnswer(sdp) {
+    const peerConnection = this.pendingPeerConnection;
+    if (peerConnection === null) {
+      console.warn("signaling: ignored an answer that no offer is waiting for");
+      return;
+    }
+    this.pendingPeerConnection = null;
+    this.offerInProgress = false;
+    try {
+      await peerConnection.setRemoteDescription({ type: "answer", sdp });
+    } catch (error) {
+      console.error("signaling: the server's answer could not be applied", error);
+      peerConnection.close();
+      this.emit("error", { code: "negotiation_failed", message: NEGOTIATION_FAILED_MESSAGE });
+      return;
+    }
+
+    if (this.peerConnection !== null) {
+      this.peerConnection.close();
+    }
+    this.peerConnection = peerConnection;
+    peerConnection.addEventListener("connectionstatechange", () =>
+      this.handleConnectionState(peerConnection),
+    );
+    this.emit("peer", { peerConnection });
+    if (this.isHost) {
+      this.emit("publishing", { publishing: true });
+    }
+  }
+
+  /** Starts over when the media path fails while the socket is still up. */
+  handleConnectionState(peerConnection) {
+    if (peerConnection !== this.peerConnection || peerConnection.connectionState !== "failed") {
+      return;
+    }
+    console.warn("signaling: the peer connection failed, negotiating a new one");
+    this.closePeerConnections();
+    this.negotiateIfNeeded();
+  }
+
+  /** Publishes again (host) or watches (viewer) when the live state calls for it. */
+  negotiateIfNeeded() {
+    if (this.peerConnection !== null || this.offerInProgress) {
+      return;
+    }
+    if (this.isHost) {
+      const resumable = this.state !== null && !FINAL_STATES.has(this.state);
+      if (this.wantsToPublish && this.cameraStream !== null && resumable) {
+        this.publish(this.cameraStream);
+      }
+      return;
+    }
+    if (this.state === LiveState.LIVE) {
+      this.watch();
+    }
+  }
+
+  closePeerConnections() {
+    const hadPeerConnection = this.peerConnection !== null;
+    if (this.peerConnection !== null) {
+      this.peerConnection.close();
+      this.peerConnection = null;
+    }
+    if (this.pendingPeerConnection !== null) {
+      this.pendingPeerConnection.close();
+      this.pendingPeerConnection = null;
+      this.offerInProgress = false;
+    }
+    // An offer still being created is left alone: it is sent on whichever
+    // socket is open once ICE gathering completes, or dropped if none is.
+    if (hadPeerConnection) {
+      this.emit("peer", { peerConnection: null });
+      if (this.isHost) {
+        this.emit("publishing", { publishing: false });
+      }
+    }
+  }
+
+  handleFrame(frame) {
+    switch (frame.type) {
+      case "welcome":
+        this.role = frame.role;
+        this.iceServers = Array.isArray(frame.ice_servers) ? frame.ice_servers : [];
+        this.handleRecording(frame.recording);
+        this.handleState(frame.state);
+        break;
+      case "state":
+        this.handleState(frame.state);
+        break;
+      case "answer":
+        this.handleAnswer(frame.sdp);
+        break;
+      case "recording":
+        this.handleRecording(frame);
+        break;
+      case "viewers":
+        this.emit("viewers", { count: frame.count });
+        break;
+      case "error":
+        this.handleError(frame);
+        break;
+      case "pong":
+        break;
+      default:
+        console.warn("signaling: ignored a frame of unknown type %s", frame.type);
+    }
+  }
+
+  handleState(state) {
+    const previous = this.state;
+    this.state = state;
+    const leftLive = previous === LiveState.LIVE && state !== LiveState.LIVE;
+    if (FINAL_STATES.has(state) || (!this.isHost && leftLive)) {
+      this.closePeerConnections();
+    }
+    if (FINAL_STATES.has(state)) {
+      this.wantsToPublish = false;
+    }
+    this.emit("state", { state });
+    this.negotiateIfNeeded();
+  }
+
+  handleRecording(recording) {
+    if (recording === null || typeof recording !== "object") {
+      return;
+    }
+    this.emit("recording", { status: recording.status ?? null, reason: recording.reason ?? null });
+  }
+
+  handleError(frame) {
+    const pending = this.pendingPeerConnection;
+    const negotiationErrors = [
+      "invalid_sdp",
+      "not_live",
+      "live_ended",
+      "already_publishing",
+      "forbidden",
+    ];
+    if (pending !== null && negotiationErrors.includes(frame.code)) {
+      // the offer was rejected, so no answer will come for it
+      pending.close();
+      this.pendingPeerConnection = null;
+      this.offerInProgress = false;
+    }
+    if (frame.code === "already_publishing" && this.peerConnection !== null) {
+      // a republish after a reconnection found the first one still working
+      return;
+    }
+    if (frame.code === "not_live" && !this.isHost) {
+      // the viewer watches again once a state frame reports the live as started
+      return;
+    }
+    this.emit("error", { code: frame.code, message: frame.message });
+  }
+}
