@@ -1,0 +1,341 @@
+"""Agenda, schedule form, live page, personal agenda and the iCalendar feed endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from accounts.models import User
+from core.database import utc_now
+from core.settings import DEFAULT_TIME_ZONE
+from core.web import (
+    check_csrf,
+    current_user,
+    database_of,
+    render,
+    require_user,
+    settings_of,
+)
+from live import calendar, service
+from live.access import LiveRole, live_role
+from live.models import Live, LiveState
+from live.service import LiveDetails, LiveError
+
+logger = logging.getLogger(__name__)
+
+# Maps each state to the badge shown beside a live's title.
+STATE_LABELS: dict[LiveState, str] = {
+    LiveState.SCHEDULED: "Programmé",
+    LiveState.OPEN: "Bientôt en direct",
+    LiveState.LIVE: "En direct",
+    LiveState.ENDED: "Terminé",
+    LiveState.CANCELLED: "Annulé",
+    LiveState.INTERRUPTED: "Interrompu",
+}
+# Start time offered by an empty schedule form: the usual evening slot.
+DEFAULT_START_TIME = "20:30"
+LIVE_NOT_FOUND = "Ce live n'existe pas."
+
+
+def _viewer_zone(user: User | None) -> str:
+    return user.time_zone if user else DEFAULT_TIME_ZONE
+
+
+def _site_url(request: Request) -> str:
+    """The public origin for absolute links: SITE_URL, or the request's own base URL."""
+    return (settings_of(request).site_url or str(request.base_url)).rstrip("/")
+
+
+def _live_context() -> dict[str, Any]:
+    return {
+        "state_labels": STATE_LABELS,
+        "LiveState": LiveState,
+        "recording_notice": calendar.RECORDING_NOTICE,
+    }
+
+
+# agenda
+
+
+async def agenda(request: Request) -> Response:
+    user = await current_user(request)
+    zone_name = _viewer_zone(user)
+    async with database_of(request).session() as session:
+        lives = await service.coming_lives(session)
+        live_ids = [live.id for live in lives]
+        counts = await service.registration_counts(session, live_ids)
+        registered = (
+            await service.registered_live_ids(session, user.id, live_ids) if user else set()
+        )
+    context = {
+        "evenings": service.group_by_evening(lives, zone_name),
+        "counts": counts,
+        "registered": registered,
+        "viewer_zone": zone_name,
+        **_live_context(),
+    }
+    return await render(request, "live/agenda.html", context)
+
+
+# scheduling and editing
+
+
+def _form_values(form: FormData) -> dict[str, str]:
+    keys = ("title", "description", "start_day", "start_time", "time_zone", "duration_minutes")
+    return {key: str(form.get(key, "")) for key in keys}
+
+
+def _values_of(details: LiveDetails) -> dict[str, str]:
+    return {
+        "title": details.title,
+        "description": details.description,
+        "start_day": details.start_day.isoformat(),
+        "start_time": details.start_time.strftime("%H:%M"),
+        "time_zone": details.time_zone,
+        "duration_minutes": str(details.duration_minutes),
+    }
+
+
+def _form_context(values: dict[str, str], live: Live | None = None) -> dict[str, Any]:
+    return {
+        "form": values,
+        "live": live,
+        "limits": {
+            "title": service.TITLE_MAX_CHARS,
+            "description": service.DESCRIPTION_MAX_CHARS,
+            "duration_min": service.DURATION_MIN_MINUTES,
+            "duration_max": service.DURATION_MAX_MINUTES,
+        },
+    }
+
+
+async def new_live(request: Request) -> Response:
+    user = await require_user(request)
+    if request.method == "GET":
+        values = {
+            "title": "",
+            "description": "",
+            "start_day": "",
+            "start_time": DEFAULT_START_TIME,
+            "time_zone": user.time_zone,
+            "duration_minutes": str(service.DEFAULT_DURATION_MINUTES),
+        }
+        return await render(request, "live/new.html", _form_context(values))
+
+    form = await request.form()
+    check_csrf(request, form)
+    values = _form_values(form)
+    try:
+        details = service.parse_details(**values)
+        async with database_of(request).session() as session:
+            live = await service.schedule_live(session, user.id, details)
+    except LiveError as error:
+        context = {**_form_context(values), "error": error.message}
+        return await render(request, "live/new.html", context, 400)
+    return RedirectResponse(f"/lives/{live.id}", status_code=303)
+
+
+async def edit_live(request: Request) -> Response:
+    user = await require_user(request)
+    live_id: int = request.path_params["live_id"]
+    async with database_of(request).session() as session:
+        live = await service.get_live(session, live_id)
+    if live is None:
+        raise HTTPException(404, LIVE_NOT_FOUND)
+    if live.host_id != user.id:
+        logger.warning("live %s: edit page refused to user %s", live_id, user.id)
+        raise HTTPException(403, "Seule la personne qui anime ce live peut le modifier.")
+    if live.state not in service.NOT_STARTED_STATES:
+        return await _render_live_page(
+            request,
+            live_id,
+            error="Ce live a commencé ou est annulé : il ne peut plus être modifié.",
+            status_code=409,
+        )
+
+    if request.method == "GET":
+        return await render(
+            request, "live/new.html", _form_context(_values_of(service.details_of(live)), live)
+        )
+
+    form = await request.form()
+    check_csrf(request, form)
+    values = _form_values(form)
+    try:
+        details = service.parse_details(**values)
+        async with database_of(request).session() as session:
+            await service.edit_live(session, live_id, user.id, details)
+    except LiveError as error:
+        context = {**_form_context(values, live), "error": error.message}
+        return await render(request, "live/new.html", context, 400)
+    return RedirectResponse(f"/lives/{live_id}", status_code=303)
+
+
+# the live page and its one-click actions
+
+
+async def _render_live_page(
+    request: Request, live_id: int, *, error: str | None = None, status_code: int = 200
+) -> Response:
+    user = await current_user(request)
+    async with database_of(request).session() as session:
+        live = await service.get_live(session, live_id)
+        if live is None:
+            raise HTTPException(404, LIVE_NOT_FOUND)
+        registration_count = await service.count_registrations(session, live_id)
+        role = await live_role(session, live, user.id) if user else None
+
+    is_host = role is LiveRole.HOST
+    finished = live.state in service.FINISHED_STATES
+    context = {
+        "live": live,
+        "is_host": is_host,
+        "role": role.value if role else None,
+        "is_registered": role is LiveRole.ATTENDEE,
+        "registration_count": registration_count,
+        "viewer_zone": _viewer_zone(user),
+        "can_register": user is not None and role is None and not finished,
+        "can_change": is_host and live.state in service.NOT_STARTED_STATES,
+        # The stage (video and chat) is for the host and registered colleagues, and only
+        # until the live is over; an ended live has its replay page instead.
+        "show_stage": role is not None and not finished,
+        "error": error,
+        **_live_context(),
+    }
+    return await render(request, "live/live.html", context, status_code)
+
+
+async def live_page(request: Request) -> Response:
+    return await _render_live_page(request, request.path_params["live_id"])
+
+
+async def _user_for_action(request: Request) -> tuple[User | None, int]:
+    """Return the logged-in user (None when logged out) and the live id, after checking
+    the CSRF token of a logged-in person's form."""
+    live_id: int = request.path_params["live_id"]
+    user = await current_user(request)
+    if user is not None:
+        check_csrf(request, await request.form())
+    return user, live_id
+
+
+def _log_in_first(live_id: int) -> Response:
+    # After logging in, the person comes back to the live page, where the button is.
+    return RedirectResponse(f"/login?next=/lives/{live_id}", status_code=303)
+
+
+async def register(request: Request) -> Response:
+    user, live_id = await _user_for_action(request)
+    if user is None:
+        return _log_in_first(live_id)
+    try:
+        async with database_of(request).session() as session:
+            await service.register(session, live_id, user.id)
+    except LiveError as error:
+        if error.code == "live_not_found":
+            raise HTTPException(404, LIVE_NOT_FOUND) from error
+        return await _render_live_page(request, live_id, error=error.message, status_code=409)
+    return RedirectResponse(f"/lives/{live_id}", status_code=303)
+
+
+async def unregister(request: Request) -> Response:
+    user, live_id = await _user_for_action(request)
+    if user is None:
+        return _log_in_first(live_id)
+    async with database_of(request).session() as session:
+        await service.unregister(session, live_id, user.id)
+    return RedirectResponse(f"/lives/{live_id}", status_code=303)
+
+
+async def cancel(request: Request) -> Response:
+    user, live_id = await _user_for_action(request)
+    if user is None:
+        return _log_in_first(live_id)
+    try:
+        async with database_of(request).session() as session:
+            await service.cancel_live(session, live_id, user.id)
+    except LiveError as error:
+        if error.code == "live_not_found":
+            raise HTTPException(404, LIVE_NOT_FOUND) from error
+        status_code = 403 if error.code == "not_host" else 409
+        return await _render_live_page(
+            request, live_id, error=error.message, status_code=status_code
+        )
+    return RedirectResponse(f"/lives/{live_id}", status_code=303)
+
+
+# personal agenda and calendar feed
+
+
+async def my_agenda(request: Request) -> Response:
+    user = await require_user(request)
+    async with database_of(request).session() as session:
+        personal = await service.personal_agenda(session, user.id)
+        token = await calendar.feed_token(session, user.id)
+    feed_url = _site_url(request) + calendar.feed_path(token)
+    context = {
+        "coming": personal.coming,
+        "past": personal.past,
+        "feed_url": feed_url,
+        "webcal_url": "webcal://" + feed_url.split("://", 1)[1],
+        "revoked": request.query_params.get("lien") == "nouveau",
+        "viewer_zone": user.time_zone,
+        **_live_context(),
+    }
+    return await render(request, "live/my_agenda.html", context)
+
+
+async def revoke_calendar(request: Request) -> Response:
+    user = await require_user(request)
+    check_csrf(request, await request.form())
+    async with database_of(request).session() as session:
+        await calendar.revoke_feed_token(session, user.id)
+    return RedirectResponse("/my-agenda?lien=nouveau", status_code=303)
+
+
+async def calendar_feed(request: Request) -> Response:
+    token: str = request.path_params["token"]
+    async with database_of(request).session() as session:
+        owner = await calendar.feed_owner(session, token)
+        if owner is None:
+            # INFO, not WARNING: calendar applications keep polling a revoked URL every
+            # hour, which is expected. The token itself is never logged.
+            logger.info(
+                "calendar feed: unknown or revoked token client=%s",
+                request.client.host if request.client else "?",
+            )
+            raise HTTPException(404)
+        body = await calendar.feed_of_person(
+            session, owner, site_url=_site_url(request), now=utc_now()
+        )
+    return Response(
+        body,
+        media_type="text/calendar; charset=utf-8",
+        headers={
+            "Content-Disposition": 'inline; filename="veillee.ics"',
+            # The URL is a secret: keep the feed out of shared caches and search engines.
+            "Cache-Control": "private, no-cache",
+            "X-Robots-Tag": "noindex",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
+routes = [
+    Route("/", agenda, name="agenda"),
+    Route("/lives/new", new_live, methods=["GET", "POST"], name="new_live"),
+    Route("/lives/{live_id:int}", live_page, name="live"),
+    Route("/lives/{live_id:int}/edit", edit_live, methods=["GET", "POST"], name="edit_live"),
+    Route("/lives/{live_id:int}/register", register, methods=["POST"], name="register"),
+    Route("/lives/{live_id:int}/unregister", unregister, methods=["POST"], name="unregister"),
+    Route("/lives/{live_id:int}/cancel", cancel, methods=["POST"], name="cancel_live"),
+    Route("/my-agenda", my_agenda, name="my_agenda"),
+    Route("/calendar/revoke", revoke_calendar, methods=["POST"], name="revoke_calendar"),
+    Route("/calendar/{token}.ics", calendar_feed, name="calendar_feed"),
+]
