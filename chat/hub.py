@@ -1,0 +1,242 @@
+"""Local fan-out: the subscribers of each channel in this process, each with a
+bounded send queue, fed in increasing seq without gaps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from chat.broker import Broker
+
+logger = logging.getLogger(__name__)
+
+# Events one connection may have waiting to be sent. A person reads a chat at a few
+# events a second, so a connection this far behind has stopped reading; it is
+# closed with 4408 and recovers with `resume`.
+SEND_QUEUE_MAX_EVENTS = 256
+# Wait before retrying a database read that failed while filling a gap.
+FILL_RETRY_INITIAL_SECS = 0.5
+FILL_RETRY_MAX_SECS = 10.0
+# Events read from the database per query when filling a gap.
+FILL_PAGE_EVENTS = 500
+
+# Returns the events with after < seq <= up_to (every later one for None) as
+# (seq, serialized event frame) pairs, in increasing seq, at most `limit`.
+EventLoader = Callable[[str, int, int | None, int], Awaitable[list[tuple[int, str]]]]
+# Returns a channel's highest seq.
+SeqReader = Callable[[str], Awaitable[int]]
+
+
+class Subscriber:
+    """One connection's subscription: the events it has still to send."""
+
+    def __init__(self, channel: str, max_events: int = SEND_QUEUE_MAX_EVENTS) -> None:
+        self.channel = channel
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(max_events)
+        # Set when the queue overflowed and the hub stopped feeding this subscriber.
+        self.dropped = asyncio.Event()
+
+    def offer(self, seq: int, payload: str) -> bool:
+        """Queue an event without waiting; return False, and mark the subscriber
+        dropped, when its queue is full."""
+        try:
+            self.queue.put_nowait((seq, payload))
+        except asyncio.QueueFull:
+            self.dropped.set()
+            return False
+        return True
+
+
+_CATCH_UP: Final = "catch-up"
+
+
+class ChannelFeed:
+    """A channel's events in this process, passed on in order to its subscribers.
+
+    Events reach the broker out of order when two processes store consecutive events
+    and publish them at once, and are lost while a broker connection is down. The
+    feed skips what it already passed on and reads any gap back from the database,
+    where every seq below one that was published is already committed.
+    """
+
+    def __init__(self, channel: str, load: EventLoader) -> None:
+        self.channel = channel
+        self.subscribers: set[Subscriber] = set()
+        self.last_seq = 0
+        self._load = load
+        self._inbox: asyncio.Queue[tuple[int, str] | str] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, last_seq: int) -> None:
+        self.last_seq = last_seq
+        self._task = asyncio.create_task(self._run(), name=f"chat-feed-{self.channel}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def push(self, seq: int, payload: str) -> None:
+        self._inbox.put_nowait((seq, payload))
+
+    def catch_up(self) -> None:
+        self._inbox.put_nowait(_CATCH_UP)
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._inbox.get()
+            try:
+                await self._handle(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug here must not end delivery for the whole channel.
+                logger.exception("chat feed channel=%s: failed to pass an event on", self.channel)
+
+    async def _handle(self, item: tuple[int, str] | str) -> None:
+        if isinstance(item, str):
+            await self._fill(up_to=None)
+            return
+        seq, payload = item
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            logger.info(
+                "chat feed channel=%s: gap after seq=%d before seq=%d, reading it back",
+                self.channel,
+                self.last_seq,
+                seq,
+            )
+            await self._fill(up_to=seq - 1)
+        self._fan_out(seq, payload)
+
+    async def _fill(self, up_to: int | None) -> None:
+        """Pass on the stored events after `last_seq` up to `up_to`, retrying reads."""
+        delay = FILL_RETRY_INITIAL_SECS
+        while up_to is None or self.last_seq < up_to:
+            try:
+                events = await self._load(self.channel, self.last_seq, up_to, FILL_PAGE_EVENTS)
+            except Exception as error:  # noqa: BLE001 - any database failure is retried
+                logger.warning(
+                    "chat feed channel=%s: reading after seq=%d failed (%s), retry in %.1f s",
+                    self.channel,
+                    self.last_seq,
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, FILL_RETRY_MAX_SECS)
+                continue
+            for seq, payload in events:
+                self._fan_out(seq, payload)
+            if len(events) < FILL_PAGE_EVENTS:
+                return
+
+    def _fan_out(self, seq: int, payload: str) -> None:
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        for subscriber in list(self.subscribers):
+            if not subscriber.offer(seq, payload):
+                self.subscribers.discard(subscriber)
+                logger.warning(
+                    "chat feed channel=%s: dropped a slow subscriber at seq=%d (queue of %d full)",
+                    self.channel,
+                    seq,
+                    subscriber.queue.maxsize,
+                )
+
+
+class Hub:
+    """This process's channel feeds; subscribes the broker to a channel while the
+    channel has at least one local subscriber."""
+
+    def __init__(self, broker: Broker, load: EventLoader, read_last_seq: SeqReader) -> None:
+        self._broker = broker
+        self._load = load
+        self._read_last_seq = read_last_seq
+        # Maps a channel name to its feed while the channel has local subscribers.
+        self._feeds: dict[str, ChannelFeed] = {}
+        self._lock = asyncio.Lock()
+        broker.attach(self.deliver, self.catch_up)
+
+    @property
+    def channel_count(self) -> int:
+        return len(self._feeds)
+
+    async def subscribe(self, subscriber: Subscriber) -> None:
+        """Add `subscriber`; it receives every event passed on after this returns."""
+        async with self._lock:
+            feed = self._feeds.get(subscriber.channel)
+            if feed is None:
+                feed = await self._open_feed(subscriber.channel)
+            feed.subscribers.add(subscriber)
+
+    async def _open_feed(self, channel: str) -> ChannelFeed:
+        feed = ChannelFeed(channel, self._load)
+        # Registered before the broker subscription, so that no event delivered in
+        # between is lost; the feed drops those below the seq read afterwards.
+        self._feeds[channel] = feed
+        try:
+            await self._broker.subscribe(channel)
+            last_seq = await self._read_last_seq(channel)
+        except BaseException:
+            del self._feeds[channel]
+            await self._broker.unsubscribe(channel)
+            raise
+        feed.start(last_seq)
+        logger.debug("chat hub: opened channel=%s at seq=%d", channel, last_seq)
+        return feed
+
+    async def unsubscribe(self, subscriber: Subscriber) -> None:
+        async with self._lock:
+            feed = self._feeds.get(subscriber.channel)
+            if feed is None:
+                return
+            feed.subscribers.discard(subscriber)
+            if feed.subscribers:
+                return
+            del self._feeds[subscriber.channel]
+            await feed.stop()
+            await self._broker.unsubscribe(subscriber.channel)
+            logger.debug("chat hub: closed channel=%s", subscriber.channel)
+
+    def deliver(self, channel: str, payload: str) -> None:
+        """Take one serialized event from the broker; never waits."""
+        feed = self._feeds.get(channel)
+        if feed is None:
+            return
+        seq = _seq_of(payload)
+        if seq is None:
+            logger.warning("chat hub: dropped a broker payload without seq on channel=%s", channel)
+            return
+        feed.push(seq, payload)
+
+    def catch_up(self) -> None:
+        """Read every open channel's missed events from the database (after a reconnection)."""
+        for feed in self._feeds.values():
+            feed.catch_up()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            feeds = list(self._feeds.values())
+            self._feeds.clear()
+            for feed in feeds:
+                await feed.stop()
+
+
+def _seq_of(payload: str) -> int | None:
+    try:
+        frame = json.loads(payload)
+    except ValueError:
+        return None
+    seq = frame.get("seq") if isinstance(frame, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
+        return seq
+    return None

@@ -1,0 +1,395 @@
+"""One chat WebSocket connection: check access, subscribe, resume, then carry
+frames both ways until either side closes."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from chat.errors import (
+    FRAME_MAX_BYTES,
+    PROTOCOL_ERRORS,
+    AccessDeniedError,
+    ChatError,
+    CloseCode,
+    ErrorCode,
+)
+from chat.hub import Subscriber
+from chat.log import Person, dump_frame
+from chat.policy import ChannelAccess
+from chat.service import ChatService
+from chat.text import TEXT_MAX_CHARS
+from core.settings import Settings
+from core.web import current_user
+
+logger = logging.getLogger(__name__)
+
+# `resume` without `after` sends this many of the latest events, and so does a
+# `resume` that would send more than RESUME_MAX_EVENTS (after a `reset` frame).
+HISTORY_DEFAULT_EVENTS = 200
+RESUME_MAX_EVENTS = 5000
+# Events read from the database per query while sending history.
+HISTORY_PAGE_EVENTS = 500
+# A connection that sent this many malformed frames is closed with 4400.
+PROTOCOL_ERRORS_MAX = 20
+# How long a close frame may wait behind unsent data before the connection is
+# given up; a dropped slow consumer receives its 4408 only once it reads again.
+CLOSE_TIMEOUT_SECS = 20.0
+
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class SessionState(enum.StrEnum):
+    """connecting -> open (welcome sent) -> syncing (history) -> live; any -> closed."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    SYNCING = "syncing"
+    LIVE = "live"
+    CLOSED = "closed"
+
+
+def integer_field(frame: dict[str, Any], name: str, minimum: int) -> int | None:
+    """Return the frame's integer field `name`, None when absent or null.
+
+    Raise ChatError(invalid_frame) for any other type (JSON's true and false
+    included) or a value below `minimum`.
+    """
+    value = frame.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ChatError(ErrorCode.INVALID_FRAME)
+    return value
+
+
+class ChatSession:
+    """The chat socket of one person on one channel."""
+
+    def __init__(
+        self, websocket: WebSocket, service: ChatService, settings: Settings, channel: str
+    ) -> None:
+        self.websocket = websocket
+        self.service = service
+        self.settings = settings
+        self.channel = channel
+        self.state = SessionState.CONNECTING
+        self.person: Person | None = None
+        self.access: ChannelAccess | None = None
+        self.subscriber = Subscriber(channel)
+        # The highest seq this connection has sent; events at or below it are skipped.
+        self.last_sent = 0
+        self.protocol_errors = 0
+        self.frames_received = 0
+        self.frames_sent = 0
+        self.client_gone = False
+        self._synced = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+            "resume": self._on_resume,
+            "send": self._on_send,
+            "delete": self._on_delete,
+            "ping": self._on_ping,
+        }
+
+    async def run(self) -> None:
+        # The handshake is always accepted, so that a browser can read the close code.
+        await self.websocket.accept()
+        started = time.monotonic()
+        close_code = await self._open()
+        if close_code is not None:
+            await self._close(close_code)
+            return
+
+        try:
+            await self.service.hub.subscribe(self.subscriber)
+        except Exception:
+            logger.exception("chat session channel=%s: subscribing failed", self.channel)
+            await self._close(CloseCode.INTERNAL_ERROR)
+            return
+        try:
+            close_code = await self._serve()
+        finally:
+            await self.service.hub.unsubscribe(self.subscriber)
+        if close_code is not None:
+            await self._close(close_code)
+
+        logger.info(
+            "chat session closed channel=%s user=%s code=%s duration=%.1f s received=%d sent=%d",
+            self.channel,
+            self.person.id if self.person else None,
+            close_code.value if close_code is not None else "client",
+            time.monotonic() - started,
+            self.frames_received,
+            self.frames_sent,
+        )
+
+    async def _open(self) -> CloseCode | None:
+        """Check the origin, the log-in and the channel's policy, then send `welcome`."""
+        if not self._origin_allowed():
+            logger.warning(
+                "chat session channel=%s: rejected origin %r",
+                self.channel,
+                self.websocket.headers.get("origin"),
+            )
+            return CloseCode.FORBIDDEN
+
+        try:
+            user = await current_user(self.websocket)
+            if user is None:
+                logger.warning("chat session channel=%s: not logged in", self.channel)
+                return CloseCode.NOT_LOGGED_IN
+            self.person = Person(user.id, user.display_name)
+            self.access, last_seq = await self.service.open(self.channel, user.id)
+        except AccessDeniedError as denied:
+            logger.warning(
+                "chat session channel=%s user=%s: access denied, close %d",
+                self.channel,
+                self.person.id if self.person else None,
+                denied.close_code.value,
+            )
+            return denied.close_code
+        except (SQLAlchemyError, OSError):
+            logger.exception("chat session channel=%s: database failed on open", self.channel)
+            return CloseCode.INTERNAL_ERROR
+
+        await self._send_frame(
+            {
+                "type": "welcome",
+                "channel": self.channel,
+                "user": self.person.to_frame(),
+                "role": self.access.role.value,
+                "can_write": self.access.can_send,
+                "last_seq": last_seq,
+                "limits": {"text_max_chars": TEXT_MAX_CHARS, "frame_max_bytes": FRAME_MAX_BYTES},
+            }
+        )
+        self.state = SessionState.OPEN
+        logger.info(
+            "chat session opened channel=%s user=%s role=%s last_seq=%d",
+            self.channel,
+            self.person.id,
+            self.access.role.value,
+            last_seq,
+        )
+        return None
+
+    def _origin_allowed(self) -> bool:
+        # Browsers always send Origin on a WebSocket handshake; other clients may
+        # not, and cannot carry a visitor's cookie anyway.
+        origin = self.websocket.headers.get("origin")
+        if origin is None:
+            return True
+        if self.settings.site_url:
+            site = urlsplit(self.settings.site_url)
+            expected = f"{site.scheme}://{site.netloc}"
+        else:
+            scheme = "https" if self.websocket.url.scheme == "wss" else "http"
+            expected = f"{scheme}://{self.websocket.headers.get('host', '')}"
+        return origin.rstrip("/").lower() == expected.lower()
+
+    async def _serve(self) -> CloseCode | None:
+        """Run the reader and the writer until one ends; return the close code to send,
+        or None when the client went away."""
+        reader = asyncio.create_task(self._read_frames(), name=f"chat-read-{self.channel}")
+        writer = asyncio.create_task(self._write_events(), name=f"chat-write-{self.channel}")
+        dropped = asyncio.create_task(self.subscriber.dropped.wait())
+        tasks = (reader, writer, dropped)
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if dropped in done:
+            logger.warning(
+                "chat session channel=%s user=%s: too slow, dropped after seq=%d",
+                self.channel,
+                self.person.id if self.person else None,
+                self.last_sent,
+            )
+            return CloseCode.TOO_SLOW
+        finished = reader if reader in done else writer
+        error = finished.exception()
+        if error is None:
+            return reader.result() if finished is reader else None
+        if isinstance(error, WebSocketDisconnect | OSError):
+            self.client_gone = True
+            return None
+        logger.error(
+            "chat session channel=%s: %s failed",
+            self.channel,
+            finished.get_name(),
+            exc_info=error,
+        )
+        return CloseCode.INTERNAL_ERROR
+
+    async def _read_frames(self) -> CloseCode | None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self.client_gone = True
+                return None
+            self.frames_received += 1
+
+            text = message.get("text")
+            if text is None:
+                # NOTE: the protocol has no frame for binary data, so it counts as malformed.
+                error: ChatError | None = ChatError(ErrorCode.INVALID_FRAME)
+            else:
+                error = await self._handle_text(text)
+            if error is None:
+                continue
+
+            await self._send_frame(error.to_frame())
+            if error.code in PROTOCOL_ERRORS:
+                self.protocol_errors += 1
+                if self.protocol_errors >= PROTOCOL_ERRORS_MAX:
+                    logger.warning(
+                        "chat session channel=%s user=%s: %d protocol errors, closing",
+                        self.channel,
+                        self.person.id if self.person else None,
+                        self.protocol_errors,
+                    )
+                    return CloseCode.TOO_MANY_ERRORS
+
+    async def _handle_text(self, text: str) -> ChatError | None:
+        """Parse and carry out one frame; return the error to send back, if any."""
+        if len(text) * 4 > FRAME_MAX_BYTES and len(text.encode()) > FRAME_MAX_BYTES:
+            return ChatError(ErrorCode.TOO_LARGE)
+        try:
+            frame = json.loads(text)
+        except (ValueError, RecursionError):
+            return ChatError(ErrorCode.INVALID_JSON)
+        if not isinstance(frame, dict):
+            return ChatError(ErrorCode.INVALID_JSON)
+
+        client_id = frame.get("client_id")
+        ref = client_id if isinstance(client_id, str) and len(client_id) <= 64 else None
+        frame_type = frame.get("type")
+        handler = self._handlers.get(frame_type) if isinstance(frame_type, str) else None
+        if handler is None:
+            return ChatError(ErrorCode.UNKNOWN_TYPE, ref=ref)
+        try:
+            await handler(frame)
+        except ChatError as error:
+            if error.ref is None:
+                error.ref = ref
+            return error
+        return None
+
+    async def _on_ping(self, frame: dict[str, Any]) -> None:
+        await self._send_frame({"type": "pong"})
+
+    async def _on_send(self, frame: dict[str, Any]) -> None:
+        client_id = frame.get("client_id")
+        text = frame.get("text")
+        if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        if not isinstance(text, str):
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        if self.person is None:
+            raise RuntimeError(f"send in session state {self.state}, expected a logged-in person")
+        result = await self.service.send(self.channel, self.person, client_id, text)
+        await self._send_frame({"type": "ack", "client_id": client_id, "seq": result.seq})
+
+    async def _on_delete(self, frame: dict[str, Any]) -> None:
+        seq = integer_field(frame, "seq", minimum=1)
+        if seq is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        if self.person is None:
+            raise RuntimeError(f"delete in session state {self.state}, expected a logged-in person")
+        # The deletion event reaches this connection like every other event.
+        await self.service.delete(self.channel, self.person, seq)
+
+    async def _on_resume(self, frame: dict[str, Any]) -> None:
+        after = integer_field(frame, "after", minimum=0)
+        # Only once per connection: live events are held back until it is done.
+        if self.state is not SessionState.OPEN:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+
+        self.state = SessionState.SYNCING
+        try:
+            current = await self.service.last_seq(self.channel)
+            if after is not None and after <= current and current - after <= RESUME_MAX_EVENTS:
+                start = after
+            else:
+                start = max(0, current - HISTORY_DEFAULT_EVENTS)
+                if after is not None:
+                    await self._send_frame({"type": "reset", "last_seq": current})
+            await self._send_history(start, current)
+        except (SQLAlchemyError, OSError) as error:
+            logger.error("chat session channel=%s: reading history failed: %s", self.channel, error)
+            self.state = SessionState.OPEN
+            raise ChatError(ErrorCode.TRY_AGAIN) from error
+
+        self.last_sent = max(self.last_sent, current)
+        await self._send_frame({"type": "synced", "last_seq": self.last_sent})
+        self.state = SessionState.LIVE
+        self._synced.set()
+
+    async def _send_history(self, after: int, up_to: int) -> None:
+        """Send the stored events with `after < seq <= up_to`, page by page."""
+        while after < up_to:
+            events = await self.service.events(self.channel, after, up_to, HISTORY_PAGE_EVENTS)
+            for event in events:
+                await self._send_text(event.to_json())
+                self.last_sent = max(self.last_sent, event.seq)
+            if len(events) < HISTORY_PAGE_EVENTS:
+                return
+            after = events[-1].seq
+
+    async def _write_events(self) -> None:
+        """Send the live events queued by the hub, once `resume` is done."""
+        await self._synced.wait()
+        while True:
+            seq, payload = await self.subscriber.queue.get()
+            if seq <= self.last_sent:
+                continue
+            if seq > self.last_sent + 1:
+                # The hub passes events on without gaps; this guards the invariant.
+                logger.warning(
+                    "chat session channel=%s: gap after seq=%d before seq=%d, reading it back",
+                    self.channel,
+                    self.last_sent,
+                    seq,
+                )
+                await self._send_history(self.last_sent, seq - 1)
+            await self._send_text(payload)
+            self.last_sent = seq
+
+    async def _send_frame(self, frame: dict[str, Any]) -> None:
+        await self._send_text(dump_frame(frame))
+
+    async def _send_text(self, text: str) -> None:
+        async with self._send_lock:
+            await self.websocket.send_text(text)
+            self.frames_sent += 1
+
+    async def _close(self, code: CloseCode) -> None:
+        self.state = SessionState.CLOSED
+        if self.client_gone:
+            return
+        try:
+            await asyncio.wait_for(self.websocket.close(code.value), CLOSE_TIMEOUT_SECS)
+        except TimeoutError:
+            logger.info(
+                "chat session channel=%s: close %d not sent after %.0f s, giving up",
+                self.channel,
+                code.value,
+                CLOSE_TIMEOUT_SECS,
+            )
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The client is already gone: there is nobody left to tell.
+            return
