@@ -30,6 +30,11 @@ class Settings:
     # RTCIceServer dictionaries ({"urls": ..., "username": ..., "credential": ...}).
     # Empty by default: aiortc's own default is a public STUN host.
     ice_servers: tuple[dict[str, str], ...] = ()
+    # How long a live stays on after its host's media connection or signaling socket
+    # is lost, waiting for the host to publish again: long enough to reload the page
+    # or rejoin a Wi-Fi network, short enough that viewers do not wait on a frozen
+    # picture for long. Then the live ends.
+    host_reconnect_grace_secs: float = 60.0
     # Public origin of the site, used to check WebSocket Origin headers and build
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None

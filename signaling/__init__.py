@@ -1,0 +1,1 @@
+"""WebRTC signaling over WebSockets, the server-side aiortc peers and the media fan-out."""

@@ -1,0 +1,616 @@
+"""Each live's media on this server process: the host peer, the relay, the viewer peers
+and the recorder, and the manager that maps live ids to them (`app.state.media`).
+
+Media path: host browser -> host peer -> PublishedTrack (one per kind) -> MediaRelay ->
+one RelaySubscription per viewer peer and for the recorder. Browsers never connect
+to each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiortc.contrib.media import MediaRelay
+from sqlalchemy.exc import SQLAlchemyError
+
+from core.database import Database
+from core.settings import Settings
+from live.lifecycle import InvalidTransitionError, transition
+from live.models import Live, LiveState
+from recordings.models import RecordingStatus
+from signaling.peers import PeerRole, ServerPeer
+from signaling.protocol import ErrorCode, ProtocolError
+from signaling.recording import LiveRecording, Recordings
+from signaling.sdp import InvalidOfferError, OfferPurpose
+from signaling.tasks import TaskSupervisor
+from signaling.tracks import PublishedTrack, RelaySubscription
+
+logger = logging.getLogger(__name__)
+
+# Lives in these states never broadcast again.
+FINISHED_STATES = frozenset({LiveState.ENDED, LiveState.CANCELLED})
+# Lives in these states may be ended by their host.
+ENDABLE_STATES = frozenset({LiveState.LIVE, LiveState.INTERRUPTED})
+
+
+class Listener(Protocol):
+    """An open signaling socket of a live, as the media manager sees it."""
+
+    user_id: int
+    role: PeerRole
+
+    def send(self, frame: dict[str, Any]) -> None:
+        """Queue `frame` for the socket without waiting."""
+
+
+class MediaSessionState(enum.StrEnum):
+    """waiting_for_media -> live <-> host_away -> ending -> closed; any -> closed."""
+
+    WAITING_FOR_MEDIA = "waiting_for_media"
+    LIVE = "live"
+    HOST_AWAY = "host_away"
+    ENDING = "ending"
+    CLOSED = "closed"
+
+
+# Maps each session state to the states it may move to.
+SESSION_TRANSITIONS: dict[MediaSessionState, frozenset[MediaSessionState]] = {
+    MediaSessionState.WAITING_FOR_MEDIA: frozenset(
+        {MediaSessionState.LIVE, MediaSessionState.CLOSED}
+    ),
+    MediaSessionState.LIVE: frozenset(
+        {MediaSessionState.HOST_AWAY, MediaSessionState.ENDING, MediaSessionState.CLOSED}
+    ),
+    MediaSessionState.HOST_AWAY: frozenset(
+        {MediaSessionState.LIVE, MediaSessionState.ENDING, MediaSessionState.CLOSED}
+    ),
+    MediaSessionState.ENDING: frozenset({MediaSessionState.CLOSED}),
+    MediaSessionState.CLOSED: frozenset(),
+}
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """Format `moment` as in the protocol's frames, e.g. "2026-10-25T19:30:04.123Z"."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def state_frame(live: Live) -> dict[str, Any]:
+    return {
+        "type": "state",
+        "state": live.state.value,
+        "started_at": iso_utc(live.started_at),
+        "ended_at": iso_utc(live.ended_at),
+    }
+
+
+class ViewerPeer:
+    """A viewer's peer with the two relay subscriptions it sends."""
+
+    def __init__(self, peer: ServerPeer, tracks: list[RelaySubscription]) -> None:
+        self.peer = peer
+        self.tracks = tracks
+
+    async def close(self) -> None:
+        # closing the peer stops the senders, which stop their tracks; stopping them
+        # here as well covers a peer whose senders never started
+        await self.peer.close()
+        for track in self.tracks:
+            track.stop()
+
+
+class LiveMediaSession:
+    """The media of one live on this process, from the host's publish to its end.
+
+    Logged as `LiveMediaSession(<live id>)`. Every method is called with the manager's
+    lock of this live held, except `_host_lost` and `_viewer_lost` (peer callbacks),
+    which start a task that takes it.
+    """
+
+    def __init__(self, live_id: int, manager: MediaManager) -> None:
+        self.live_id = live_id
+        self.manager = manager
+        self.state = MediaSessionState.WAITING_FOR_MEDIA
+        self.host: ServerPeer | None = None
+        self.host_listener: Listener | None = None
+        self.relay = MediaRelay()
+        self.video = PublishedTrack("video")
+        self.audio = PublishedTrack("audio")
+        # maps each watching socket to its viewer peer
+        self.viewers: dict[Listener, ViewerPeer] = {}
+        self.recording: LiveRecording | None = None
+        self.tasks = TaskSupervisor(repr(self))
+        self._created_monotonic = time.monotonic()
+        self._host_lost_monotonic: float | None = None
+        self._grace_timer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"LiveMediaSession({self.live_id})"
+
+    @property
+    def is_publishing(self) -> bool:
+        return self.host is not None
+
+    @property
+    def is_watchable(self) -> bool:
+        return self.state in {MediaSessionState.LIVE, MediaSessionState.HOST_AWAY}
+
+    def _move(self, expected: frozenset[MediaSessionState], new_state: MediaSessionState) -> None:
+        if self.state not in expected or new_state not in SESSION_TRANSITIONS[self.state]:
+            raise RuntimeError(
+                f"{self!r}: cannot move to {new_state.value}: expected state "
+                f"{' or '.join(sorted(state.value for state in expected))}, "
+                f"got {self.state.value}"
+            )
+        logger.debug("%r: %s -> %s", self, self.state.value, new_state.value)
+        self.state = new_state
+
+    async def publish(self, listener: Listener, offer_sdp: str) -> str:
+        """Answer the host's offer with a new host peer whose tracks feed the relay."""
+        peer = ServerPeer(
+            self.manager.next_peer_id("host"),
+            PeerRole.HOST,
+            self.live_id,
+            self.manager.settings.ice_servers,
+            on_lost=self._host_lost,
+        )
+        try:
+            answer = await peer.answer(offer_sdp, OfferPurpose.PUBLISH)
+        except InvalidOfferError:
+            await peer.close()
+            raise
+        video = peer.track_of("video")
+        audio = peer.track_of("audio")
+        if video is None or audio is None:
+            await peer.close()
+            raise InvalidOfferError("L'offre SDP de l'hôte doit envoyer l'audio et la vidéo.")
+
+        # plug the new peer into the relay's sources
+        self.host = peer
+        self.host_listener = listener
+        self.video.attach(video)
+        self.audio.attach(audio)
+
+        if self.state is MediaSessionState.WAITING_FOR_MEDIA:
+            self.tasks.spawn(self._await_first_media(), "first media", self._fail)
+        elif self.state is MediaSessionState.HOST_AWAY:
+            self._cancel_grace_timer()
+            away_secs = time.monotonic() - (self._host_lost_monotonic or time.monotonic())
+            self._move(frozenset({MediaSessionState.HOST_AWAY}), MediaSessionState.LIVE)
+            logger.info("%r: host back with %r after %.1f s away", self, peer, away_secs)
+        return answer
+
+    async def watch(self, listener: Listener, offer_sdp: str) -> str:
+        """Answer a viewer's offer with a viewer peer that sends the live's media;
+        a second `watch` on the same socket replaces its previous peer."""
+        previous = self.viewers.pop(listener, None)
+        if previous is not None:
+            await previous.close()
+
+        peer = ServerPeer(
+            self.manager.next_peer_id("viewer"),
+            PeerRole.VIEWER,
+            self.live_id,
+            self.manager.settings.ice_servers,
+            on_lost=self._viewer_lost,
+        )
+        # TODO: encode once per live and quality instead of once per viewer; until
+        # then the CPU cost grows with each viewer (benchmarks/README.md).
+        tracks = [
+            RelaySubscription(self.relay.subscribe(self.audio, buffered=False)),
+            RelaySubscription(self.relay.subscribe(self.video, buffered=False)),
+        ]
+        for track in tracks:
+            peer.add_track(track)
+        viewer = ViewerPeer(peer, tracks)
+        try:
+            answer = await peer.answer(offer_sdp, OfferPurpose.WATCH)
+        except InvalidOfferError:
+            await viewer.close()
+            raise
+        self.viewers[listener] = viewer
+        return answer
+
+    async def remove_viewer(self, listener: Listener) -> None:
+        viewer = self.viewers.pop(listener, None)
+        if viewer is not None:
+            await viewer.close()
+
+    async def host_left(self, listener: Listener) -> None:
+        """Handle the host's socket closing: its peer closes with it."""
+        if self.host is not None and self.host_listener is listener:
+            await self._lose_host(self.host)
+
+    async def end(self) -> datetime | None:
+        """Close every peer and stop the recorder; return when the recording started."""
+        self._move(
+            frozenset({MediaSessionState.LIVE, MediaSessionState.HOST_AWAY}),
+            MediaSessionState.ENDING,
+        )
+        started_at = await self._release()
+        logger.info(
+            "%r: ended after %.1f s",
+            self,
+            time.monotonic() - self._created_monotonic,
+        )
+        return started_at
+
+    async def close(self) -> None:
+        """Release everything without ending the live (host gone before its media
+        arrived, or server shutdown)."""
+        if self.state is MediaSessionState.CLOSED:
+            return
+        await self._release()
+        logger.info("%r: closed after %.1f s", self, time.monotonic() - self._created_monotonic)
+
+    async def _release(self) -> datetime | None:
+        self.state = MediaSessionState.CLOSED
+        self._cancel_grace_timer()
+        viewers = list(self.viewers.values())
+        self.viewers.clear()
+        for viewer in viewers:
+            await viewer.close()
+
+        started_at: datetime | None = None
+        if self.recording is not None:
+            try:
+                started_at = await self.recording.stop()
+            except Exception:
+                logger.exception("%r: the recorder failed to stop", self)
+
+        if self.host is not None:
+            host, self.host = self.host, None
+            await host.close()
+        self.video.stop()
+        self.audio.stop()
+        await self.tasks.close()
+        return started_at
+
+    async def _await_first_media(self) -> None:
+        # two probes start the relay's reading of both tracks, which drains the host
+        # peer's receive queues from now on; the first frame of either means media
+        probes = [self.relay.subscribe(track, buffered=False) for track in (self.video, self.audio)]
+        waits = [asyncio.ensure_future(probe.recv()) for probe in probes]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            for probe in probes:
+                probe.stop()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+        async with self.manager.lock_of(self.live_id):
+            if self.state is not MediaSessionState.WAITING_FOR_MEDIA:
+                return
+            await self._media_arrived()
+
+    async def _media_arrived(self) -> None:
+        live = await self.manager.move_live(self.live_id, LiveState.LIVE)
+        if live is None:
+            await self.manager.drop_session(self)
+            return
+        self._move(frozenset({MediaSessionState.WAITING_FOR_MEDIA}), MediaSessionState.LIVE)
+        logger.info(
+            "%r: media arrived %.2f s after publish; live started",
+            self,
+            time.monotonic() - self._created_monotonic,
+        )
+        self.manager.broadcast(self.live_id, state_frame(live))
+        await self._start_recording()
+
+    async def _start_recording(self) -> None:
+        recordings = self.manager.recordings
+        if recordings is None:
+            logger.warning("%r: not recorded: recording is off on this process", self)
+            return
+        recording = LiveRecording(recordings, self.live_id)
+        try:
+            await recording.start(self.relay, self.video, self.audio)
+        except Exception:
+            # the live goes on without a recording rather than not at all
+            logger.exception("%r: the recording could not start", self)
+            started_at = await recording.stop()
+            recording.finish_in_background(started_at)
+            return
+        self.recording = recording
+
+    def _host_lost(self, peer: ServerPeer) -> None:
+        if self.state is MediaSessionState.CLOSED:
+            return
+        self.tasks.spawn(self._lose_host_locked(peer), f"lose {peer!r}", self._fail)
+
+    async def _lose_host_locked(self, peer: ServerPeer) -> None:
+        async with self.manager.lock_of(self.live_id):
+            await self._lose_host(peer)
+
+    async def _lose_host(self, peer: ServerPeer) -> None:
+        if peer is not self.host:
+            return
+        self.host = None
+        self.host_listener = None
+        for track in peer.remote_tracks:
+            self.video.detach(track)
+            self.audio.detach(track)
+        await peer.close()
+
+        if self.state is MediaSessionState.WAITING_FOR_MEDIA:
+            logger.info("%r: host left before its media arrived", self)
+            await self.manager.drop_session(self)
+            return
+        if self.state is not MediaSessionState.LIVE:
+            return
+        grace_secs = self.manager.settings.host_reconnect_grace_secs
+        self._move(frozenset({MediaSessionState.LIVE}), MediaSessionState.HOST_AWAY)
+        self._host_lost_monotonic = time.monotonic()
+        logger.warning(
+            "%r: host peer %r lost; the live ends unless the host publishes within %.0f s",
+            self,
+            peer,
+            grace_secs,
+        )
+        self._grace_timer = self.tasks.spawn(
+            self._end_after_grace(grace_secs), "host reconnect grace", self._fail
+        )
+
+    async def _end_after_grace(self, grace_secs: float) -> None:
+        await asyncio.sleep(grace_secs)
+        logger.warning("%r: host did not come back within %.0f s; ending", self, grace_secs)
+        try:
+            await self.manager.end(self.live_id)
+        except ProtocolError as error:
+            # ended or cancelled meanwhile by another path
+            logger.info("%r: not ended after the grace period: %s", self, error.code.value)
+
+    def _cancel_grace_timer(self) -> None:
+        timer, self._grace_timer = self._grace_timer, None
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    def _viewer_lost(self, peer: ServerPeer) -> None:
+        if self.state is MediaSessionState.CLOSED:
+            return
+        for listener, viewer in list(self.viewers.items()):
+            if viewer.peer is peer:
+                del self.viewers[listener]
+                self.tasks.spawn(viewer.close(), f"close {peer!r}", self._fail)
+
+    def _fail(self, error: BaseException) -> None:
+        # a failed task of the session leaves it in an unknown state: release it, and
+        # let the host publish again if the live is still on
+        logger.error("%r: closing after a failed task: %r", self, error)
+        if self.state is not MediaSessionState.CLOSED and not self.manager.is_closed:
+            self.manager.tasks.spawn(self.manager.drop_session_locked(self), f"drop {self!r}")
+
+
+class MediaManager:
+    """Every live's media session on this server process, and every open signaling
+    socket, so that state changes reach all of a live's sockets."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        recordings: Recordings | None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.recordings = recordings
+        # maps live id to its media session on this process
+        self.sessions: dict[int, LiveMediaSession] = {}
+        # maps live id to its open signaling sockets
+        self.listeners: dict[int, set[Listener]] = {}
+        # maps live id to the lock that orders publish, end and session changes
+        self._locks: dict[int, asyncio.Lock] = {}
+        self.tasks = TaskSupervisor("MediaManager")
+        self._peer_numbers = itertools.count(1)
+        self._closed = False
+        if recordings is not None:
+            recordings.subscribe(self._recording_status_changed)
+        logger.info("MediaManager: recording %s", "on" if recordings else "off")
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def next_peer_id(self, role: str) -> str:
+        return f"{role}-{next(self._peer_numbers)}"
+
+    def lock_of(self, live_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(live_id, asyncio.Lock())
+
+    # sockets
+
+    def register(self, live_id: int, listener: Listener) -> None:
+        before = self.viewer_count(live_id)
+        self.listeners.setdefault(live_id, set()).add(listener)
+        self._viewers_changed(live_id, before)
+        if listener.role is PeerRole.HOST:
+            listener.send({"type": "viewers", "count": self.viewer_count(live_id)})
+
+    async def unregister(self, live_id: int, listener: Listener) -> None:
+        """Forget a closed socket, and close its viewer peer or its host peer."""
+        before = self.viewer_count(live_id)
+        listeners = self.listeners.get(live_id, set())
+        listeners.discard(listener)
+        if not listeners:
+            self.listeners.pop(live_id, None)
+        self._viewers_changed(live_id, before)
+
+        async with self.lock_of(live_id):
+            session = self.sessions.get(live_id)
+            if session is not None:
+                await session.remove_viewer(listener)
+                await session.host_left(listener)
+            if live_id not in self.listeners and live_id not in self.sessions:
+                self._locks.pop(live_id, None)
+
+    def viewer_count(self, live_id: int) -> int:
+        """Distinct people with a viewer socket open on the live."""
+        return len(
+            {
+                listener.user_id
+                for listener in self.listeners.get(live_id, ())
+                if listener.role is PeerRole.VIEWER
+            }
+        )
+
+    def _viewers_changed(self, live_id: int, before: int) -> None:
+        count = self.viewer_count(live_id)
+        if count == before:
+            return
+        for listener in self.listeners.get(live_id, ()):
+            if listener.role is PeerRole.HOST:
+                listener.send({"type": "viewers", "count": count})
+
+    def broadcast(self, live_id: int, frame: dict[str, Any]) -> None:
+        for listener in list(self.listeners.get(live_id, ())):
+            listener.send(frame)
+
+    # media
+
+    async def publish(self, live_id: int, listener: Listener, offer_sdp: str) -> str:
+        """Answer the host's `publish`; raise ProtocolError when it is refused."""
+        async with self.lock_of(live_id):
+            if self._closed:
+                raise ProtocolError(ErrorCode.TRY_AGAIN)
+            state = await self._live_state(live_id)
+            if state in FINISHED_STATES:
+                raise ProtocolError(ErrorCode.LIVE_ENDED)
+
+            session = self.sessions.get(live_id)
+            if session is not None and session.is_publishing:
+                raise ProtocolError(ErrorCode.ALREADY_PUBLISHING)
+            created = session is None
+            if session is None:
+                session = LiveMediaSession(live_id, self)
+                self.sessions[live_id] = session
+                logger.info("%r: created for host user=%s", session, listener.user_id)
+
+            try:
+                return await session.publish(listener, offer_sdp)
+            except InvalidOfferError as error:
+                if created:
+                    await self.drop_session(session)
+                raise ProtocolError(ErrorCode.INVALID_SDP, error.message) from error
+
+    async def watch(self, live_id: int, listener: Listener, offer_sdp: str) -> str:
+        """Answer a `watch`; raise ProtocolError when it is refused."""
+        async with self.lock_of(live_id):
+            if self._closed:
+                raise ProtocolError(ErrorCode.TRY_AGAIN)
+            state = await self._live_state(live_id)
+            if state in FINISHED_STATES:
+                raise ProtocolError(ErrorCode.LIVE_ENDED)
+            session = self.sessions.get(live_id)
+            if state is not LiveState.LIVE or session is None or not session.is_watchable:
+                raise ProtocolError(ErrorCode.NOT_LIVE)
+            try:
+                return await session.watch(listener, offer_sdp)
+            except InvalidOfferError as error:
+                raise ProtocolError(ErrorCode.INVALID_SDP, error.message) from error
+
+    async def end(self, live_id: int) -> None:
+        """End the live: close its peers, stop its recorder, move it to ended,
+        broadcast that, and finish the recording in the background."""
+        async with self.lock_of(live_id):
+            state = await self._live_state(live_id)
+            if state in FINISHED_STATES:
+                raise ProtocolError(ErrorCode.LIVE_ENDED)
+            if state not in ENDABLE_STATES:
+                raise ProtocolError(ErrorCode.NOT_LIVE)
+
+            session = self.sessions.pop(live_id, None)
+            started_at: datetime | None = None
+            if session is not None and session.is_watchable:
+                started_at = await session.end()
+            elif session is not None:
+                # published, but its media never arrived: nothing was recorded
+                await session.close()
+
+            live = await self.move_live(live_id, LiveState.ENDED)
+            if live is not None:
+                self.broadcast(live_id, state_frame(live))
+
+            if session is not None and session.recording is not None:
+                session.recording.finish_in_background(started_at)
+
+    async def recording_status(self, live_id: int) -> dict[str, Any]:
+        """The `recording` object of the welcome frame."""
+        if self.recordings is None:
+            return {"status": None, "reason": None}
+        return await self.recordings.latest_status(live_id)
+
+    def _recording_status_changed(
+        self, live_id: int, recording_id: int, status: RecordingStatus, reason: str | None
+    ) -> None:
+        self.broadcast(live_id, {"type": "recording", "status": status.value, "reason": reason})
+
+    async def drop_session(self, session: LiveMediaSession) -> None:
+        """Close `session` without ending its live; the caller holds its lock."""
+        if self.sessions.get(session.live_id) is session:
+            del self.sessions[session.live_id]
+        await session.close()
+
+    async def drop_session_locked(self, session: LiveMediaSession) -> None:
+        async with self.lock_of(session.live_id):
+            await self.drop_session(session)
+
+    async def move_live(self, live_id: int, new_state: LiveState) -> Live | None:
+        """Move the live to `new_state` unless it is there already; return it, or None
+        when the move is not allowed (the live was cancelled meanwhile)."""
+        async with self.database.session() as session:
+            live = await session.get(Live, live_id)
+            if live is None:
+                logger.warning("live %s: gone while its media was on", live_id)
+                return None
+            if live.state is new_state:
+                return live
+            try:
+                await transition(session, live, new_state)
+            except InvalidTransitionError as error:
+                logger.warning("live %s: %s", live_id, error)
+                return None
+            return live
+
+    async def _live_state(self, live_id: int) -> LiveState | None:
+        try:
+            async with self.database.session() as session:
+                live = await session.get(Live, live_id)
+        except SQLAlchemyError as error:
+            logger.error("live %s: state could not be read: %s", live_id, error)
+            raise ProtocolError(ErrorCode.TRY_AGAIN) from error
+        return None if live is None else live.state
+
+    async def close(self) -> None:
+        """Release every session at server shutdown.
+
+        A live still on moves to interrupted, which its host may resume from another
+        process; its recorder is stopped, so its file is complete, and the Recording
+        row stays `recording` for this node to finish when it starts again.
+        """
+        self._closed = True
+        for live_id, session in list(self.sessions.items()):
+            async with self.lock_of(live_id):
+                was_on = session.is_watchable
+                await self.drop_session(session)
+                if was_on:
+                    live = await self.move_live(live_id, LiveState.INTERRUPTED)
+                    if live is not None:
+                        self.broadcast(live_id, state_frame(live))
+        await self.tasks.close()
+        if self.recordings is not None:
+            self.recordings.unsubscribe(self._recording_status_changed)
+        logger.info("MediaManager: closed")
+
+
+def create_media_manager(settings: Settings, database: Database) -> MediaManager:
+    """The manager for `app.state.media`, recording through the recordings package."""
+    return MediaManager(settings, database, Recordings(database, settings))

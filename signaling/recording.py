@@ -1,0 +1,115 @@
+"""The recording of a media session, through the recordings package.
+
+The session gives the recorder two relay subscriptions, never the host's own tracks,
+so that the recorder's encoder reads private copies of the frames and stopping the
+recorder stops nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+
+from core.database import Database
+from core.settings import Settings
+from recordings import service
+from recordings.recorder import LiveRecorder, RecordingError
+from recordings.service import StatusListener
+from signaling.tracks import RelaySubscription
+
+logger = logging.getLogger(__name__)
+
+
+class Recordings:
+    """The recordings package as the media sessions of one process use it."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.settings = settings
+
+    def subscribe(self, listener: StatusListener) -> None:
+        service.add_status_listener(listener)
+
+    def unsubscribe(self, listener: StatusListener) -> None:
+        service.remove_status_listener(listener)
+
+    async def latest_status(self, live_id: int) -> dict[str, Any]:
+        """The `recording` object of the welcome frame: the status of the live's latest
+        recording and its French failure reason, both None when it has none."""
+        async with self.database.session() as session:
+            recording = await service.latest_recording(session, live_id)
+        if recording is None:
+            return {"status": None, "reason": None}
+        return {"status": recording.status.value, "reason": recording.failure_reason}
+
+
+class LiveRecording:
+    """One recorded stretch of a live: its Recording row, its recorder and the two relay
+    subscriptions the recorder reads. Logged as `LiveRecording(<recording id>)`."""
+
+    def __init__(self, recordings: Recordings, live_id: int) -> None:
+        self.recordings = recordings
+        self.live_id = live_id
+        self.recording_id: int | None = None
+        self._recorder: LiveRecorder | None = None
+        self._subscriptions: list[RelaySubscription] = []
+        self._started_monotonic: float | None = None
+
+    def __repr__(self) -> str:
+        return f"LiveRecording({self.recording_id})"
+
+    async def start(
+        self, relay: MediaRelay, video: MediaStreamTrack, audio: MediaStreamTrack
+    ) -> None:
+        """Create the Recording row (which tells its status listeners) and start the
+        recorder on two new subscriptions of the relay."""
+        self.recording_id, path = await service.begin_recording(
+            self.recordings.database, self.recordings.settings, self.live_id
+        )
+        self._recorder = LiveRecorder(self.live_id, path)
+        # unbuffered: a recorder that falls behind skips frames instead of growing a queue
+        self._subscriptions = [
+            RelaySubscription(relay.subscribe(video, buffered=False)),
+            RelaySubscription(relay.subscribe(audio, buffered=False)),
+        ]
+        await self._recorder.start(self._subscriptions[0], self._subscriptions[1])
+        self._started_monotonic = time.monotonic()
+        logger.info("%r live=%s: recording to %s", self, self.live_id, path)
+
+    async def stop(self) -> datetime | None:
+        """Stop the recorder, which flushes and closes its file; return the UTC time of
+        its first frame, or None when it wrote none."""
+        recorder, self._recorder = self._recorder, None
+        try:
+            if recorder is not None:
+                await recorder.stop()
+        except RecordingError as error:
+            # the recorder logged it; finishing turns what was written into a video or
+            # marks the recording failed
+            logger.warning("%r live=%s: the recorder had failed: %s", self, self.live_id, error)
+        finally:
+            for subscription in self._subscriptions:
+                subscription.stop()
+        if recorder is None:
+            return None
+        logger.info(
+            "%r live=%s: stopped after %.1f s",
+            self,
+            self.live_id,
+            time.monotonic() - (self._started_monotonic or time.monotonic()),
+        )
+        return recorder.started_at
+
+    def finish_in_background(self, started_at: datetime | None) -> None:
+        """Start turning the recording into an on-demand video; the recordings package
+        supervises the task and waits for it at shutdown."""
+        if self.recording_id is None:
+            return
+        service.finish_in_background(
+            self.recordings.database, self.recordings.settings, self.recording_id, started_at
+        )

@@ -1,0 +1,99 @@
+"""Checks on the SDP offers of `publish` and `watch` before a peer connection sees them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from aiortc.sdp import MediaDescription, SessionDescription
+
+# What a host's offer may say about each track: it sends and receives nothing.
+# Browsers write `sendrecv` when a track is added with addTrack instead of a
+# sendonly transceiver; the server's answer then says `recvonly`.
+PUBLISH_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
+# What a viewer's offer may say about each track.
+WATCH_DIRECTIONS = frozenset({"recvonly", "sendrecv"})
+
+# Exceptions that aiortc 1.16's SDP parser lets escape on malformed input: ValueError
+# and IndexError on bad numbers and short lines, KeyError on an unknown `a=setup`
+# role, StopIteration on an `a=fmtp` or `a=rtcp-fb` line naming an undeclared payload
+# type, and AssertionError on a malformed `m=` or `a=fingerprint` line.
+# NOTE: catching AssertionError is a deliberate departure from the usual rule, because
+# this parser reports syntax errors with `assert`.
+SDP_PARSE_ERRORS = (ValueError, IndexError, KeyError, StopIteration, AssertionError)
+
+
+class OfferPurpose(enum.StrEnum):
+    PUBLISH = "publish"
+    WATCH = "watch"
+
+
+class InvalidOfferError(Exception):
+    """An offer that cannot be negotiated; `message` is French and shown to the person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class OfferSummary:
+    audio_direction: str
+    video_direction: str
+    candidate_count: int
+
+
+def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
+    """Parse `sdp` and check that it is a complete offer for `purpose`.
+
+    An offer passes when it holds exactly one audio and one video section whose
+    directions suit the purpose, ICE credentials, a DTLS fingerprint and at least one
+    ICE candidate (candidates are not trickled). Raise InvalidOfferError otherwise.
+    """
+    try:
+        description = SessionDescription.parse(sdp)
+    except SDP_PARSE_ERRORS as error:
+        raise InvalidOfferError("L'offre SDP est illisible.") from error
+
+    audio = _single_section(description, "audio")
+    video = _single_section(description, "video")
+    others = [media.kind for media in description.media if media.kind not in {"audio", "video"}]
+    if others:
+        raise InvalidOfferError(
+            "L'offre SDP ne doit contenir qu'une piste audio et une piste vidéo."
+        )
+
+    if purpose is OfferPurpose.PUBLISH:
+        allowed = PUBLISH_DIRECTIONS
+        direction_message = "L'offre SDP de l'hôte doit envoyer l'audio et la vidéo."
+    else:
+        allowed = WATCH_DIRECTIONS
+        direction_message = "L'offre SDP d'un spectateur doit recevoir l'audio et la vidéo."
+    for media in (audio, video):
+        if media.direction not in allowed:
+            raise InvalidOfferError(direction_message)
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidOfferError("L'offre SDP n'a pas d'identifiants ICE.")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise InvalidOfferError("L'offre SDP n'a pas d'empreinte DTLS.")
+
+    candidate_count = sum(len(media.ice_candidates) for media in description.media)
+    if candidate_count == 0:
+        raise InvalidOfferError(
+            "L'offre SDP ne contient aucun candidat ICE : "
+            "attendez la fin de leur collecte avant de l'envoyer."
+        )
+    return OfferSummary(
+        audio_direction=str(audio.direction),
+        video_direction=str(video.direction),
+        candidate_count=candidate_count,
+    )
+
+
+def _single_section(description: SessionDescription, kind: str) -> MediaDescription:
+    sections = [media for media in description.media if media.kind == kind]
+    if len(sections) != 1:
+        raise InvalidOfferError(
+            "L'offre SDP doit contenir exactement une piste audio et une piste vidéo."
+        )
+    return sections[0]

@@ -1,0 +1,65 @@
+"""Supervision of the background tasks that one owner (a media session) starts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class TaskSupervisor:
+    """Runs the background tasks of one owner, logs each failure with the owner's name,
+    tells the owner through `on_failure`, and cancels and awaits every task on `close`."""
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def spawn(
+        self,
+        coroutine: Coroutine[Any, Any, None],
+        name: str,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> asyncio.Task[None]:
+        """Start `coroutine` as a task named `name`; raise RuntimeError after `close`."""
+        if self._closed:
+            coroutine.close()
+            raise RuntimeError(f"{self.owner}: cannot start task {name}: expected open, got closed")
+        task = asyncio.create_task(coroutine, name=f"{self.owner} {name}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._finished(done, name, on_failure))
+        return task
+
+    def _finished(
+        self,
+        task: asyncio.Task[None],
+        name: str,
+        on_failure: Callable[[BaseException], None] | None,
+    ) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        logger.error("%s: task %s failed", self.owner, name, exc_info=error)
+        if on_failure is not None:
+            on_failure(error)
+
+    async def close(self) -> None:
+        """Cancel every running task and wait for all of them to finish.
+
+        The task that calls `close` (a timer that ends its own session) is left to
+        finish by itself, since cancelling it would interrupt this very call.
+        """
+        self._closed = True
+        current = asyncio.current_task()
+        others = [task for task in self._tasks if task is not current]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)

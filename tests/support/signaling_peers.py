@@ -1,0 +1,389 @@
+"""An in-process server, signaling clients and real aiortc publisher and viewer peers.
+
+The publisher sends a numbered picture: each frame carries its number in a row of
+black and white blocks, which survive VP8 compression, so a viewer can tell which of
+the frames sent it decoded. Tests count frames by number and never rely on the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import uvicorn
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from av import AudioFrame, VideoFrame
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from accounts import service as accounts_service
+from core.database import Database
+from core.settings import Settings
+from server import create_app
+from tests.support.chat_clients import create_live
+from tests.support.clients import csrf_from
+from tests.support.processes import free_port
+from tests.support.synthetic_media import ToneTrack
+
+# Every wait ends as soon as its event happens; this bounds a wait on a loaded CI machine.
+EVENT_TIMEOUT_SECS = 20.0
+PASSWORD = "cahier de textes"
+
+PICTURE_WIDTH = 640
+PICTURE_HEIGHT = 360
+# Chromium's fake camera sends about 20 frames per second.
+PICTURE_FRAME_RATE = 20
+# RTP clock rate of video: pts count 1/90000 s.
+VIDEO_CLOCK_RATE = 90_000
+# The frame number is written as NUMBER_BITS blocks of BLOCK_WIDTH x BLOCK_HEIGHT pixels,
+# most significant first; numbers repeat every 2**NUMBER_BITS frames (51 s at 20 fps).
+NUMBER_BITS = 10
+BLOCK_WIDTH = PICTURE_WIDTH // NUMBER_BITS
+BLOCK_HEIGHT = 48
+BAR_WIDTH = 16
+LUMA_DARK = 16
+LUMA_BRIGHT = 235
+
+
+class NumberedPictureTrack(VideoStreamTrack):
+    """A 640x360 picture at 20 fps, paced like a camera: a moving white bar under a row
+    of blocks that spell the frame's number. `frames_sent` counts the frames handed out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames_sent = 0
+        self._first_sent_at: float | None = None
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._first_sent_at is None:
+            self._first_sent_at = time.monotonic()
+        else:
+            due = self._first_sent_at + self.frames_sent / PICTURE_FRAME_RATE
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+        number = self.frames_sent
+        frame = VideoFrame.from_ndarray(draw_numbered_picture(number), format="yuv420p")
+        frame.pts = number * VIDEO_CLOCK_RATE // PICTURE_FRAME_RATE
+        frame.time_base = Fraction(1, VIDEO_CLOCK_RATE)
+        self.frames_sent += 1
+        return frame
+
+
+def draw_numbered_picture(number: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """The yuv420p planes of frame `number`, as one array of 1.5 x height rows."""
+    picture = np.full((PICTURE_HEIGHT * 3 // 2, PICTURE_WIDTH), 128, dtype=np.uint8)
+    luma = picture[:PICTURE_HEIGHT]
+    luma[:] = LUMA_DARK
+    for bit in range(NUMBER_BITS):
+        if number >> (NUMBER_BITS - 1 - bit) & 1:
+            luma[:BLOCK_HEIGHT, bit * BLOCK_WIDTH : (bit + 1) * BLOCK_WIDTH] = LUMA_BRIGHT
+    left = (number * 8) % (PICTURE_WIDTH - BAR_WIDTH)
+    luma[BLOCK_HEIGHT * 2 :, left : left + BAR_WIDTH] = LUMA_BRIGHT
+    return picture
+
+
+def read_frame_number(frame: VideoFrame) -> int:
+    """The number drawn by `draw_numbered_picture`, modulo 2**NUMBER_BITS, read from the
+    middle of each block so that blurred block edges do not matter."""
+    luma = frame.reformat(format="gray").to_ndarray()
+    number = 0
+    for bit in range(NUMBER_BITS):
+        centre = luma[
+            BLOCK_HEIGHT // 4 : BLOCK_HEIGHT * 3 // 4,
+            bit * BLOCK_WIDTH + BLOCK_WIDTH // 4 : (bit + 1) * BLOCK_WIDTH - BLOCK_WIDTH // 4,
+        ]
+        number = number << 1 | int(centre.mean() > (LUMA_DARK + LUMA_BRIGHT) / 2)
+    return number
+
+
+def rtc_configuration() -> RTCConfiguration:
+    # always an explicit empty list: without it aiortc contacts a public STUN server
+    return RTCConfiguration(iceServers=[])
+
+
+@dataclass
+class Publisher:
+    """The host's side: an aiortc peer sending a numbered picture and a tone."""
+
+    video: NumberedPictureTrack = field(default_factory=NumberedPictureTrack)
+    audio: ToneTrack = field(default_factory=ToneTrack)
+    pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(rtc_configuration()))
+
+    async def offer(self) -> str:
+        self.pc.addTransceiver(self.audio, direction="sendonly")
+        self.pc.addTransceiver(self.video, direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        sdp: str = self.pc.localDescription.sdp
+        return sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+class Viewer:
+    """A viewer's aiortc peer that decodes what it receives and records the number of
+    each video frame and the count and loudness of audio frames."""
+
+    def __init__(self, publisher_video: NumberedPictureTrack) -> None:
+        self.publisher_video = publisher_video
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.frame_numbers: list[int] = []
+        self.audio_frames = 0
+        self.loudest_audio_rms = 0.0
+        self.first_frame = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._frame_waiters: list[tuple[int, asyncio.Event]] = []
+        self._consumers: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._track_received)
+        self.pc.on("connectionstatechange", self._connection_state_changed)
+
+    async def offer(self) -> str:
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.addTransceiver("video", direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        sdp: str = self.pc.localDescription.sdp
+        return sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    def _connection_state_changed(self) -> None:
+        if self.pc.connectionState == "connected":
+            self.connected.set()
+
+    def _track_received(self, track: MediaStreamTrack) -> None:
+        consume = self._consume_video if track.kind == "video" else self._consume_audio
+        self._consumers.append(asyncio.ensure_future(consume(track)))
+
+    async def _consume_video(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, VideoFrame)
+                self.frame_numbers.append(self._absolute_number(read_frame_number(frame)))
+                self.first_frame.set()
+                for number, event in self._frame_waiters:
+                    if self.frame_numbers[-1] >= number:
+                        event.set()
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, AudioFrame)
+                samples = frame.to_ndarray().astype(np.float64)
+                rms = math.sqrt(float(np.mean(samples**2)))
+                self.loudest_audio_rms = max(self.loudest_audio_rms, rms)
+                self.audio_frames += 1
+
+    def _absolute_number(self, number_modulo: int) -> int:
+        # the frame was sent at most a few hundred frames ago: take the latest number
+        # sent so far that has these low bits
+        period = 1 << NUMBER_BITS
+        latest = self.publisher_video.frames_sent - 1
+        return latest - ((latest - number_modulo) % period)
+
+    async def wait_for_frame_number(self, number: int) -> None:
+        """Return once a frame numbered `number` or later has been decoded."""
+        if self.frame_numbers and self.frame_numbers[-1] >= number:
+            return
+        event = asyncio.Event()
+        self._frame_waiters.append((number, event))
+        await asyncio.wait_for(event.wait(), EVENT_TIMEOUT_SECS)
+
+    def numbers_between(self, first: int, last: int) -> set[int]:
+        return {number for number in self.frame_numbers if first <= number <= last}
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for consumer in self._consumers:
+            consumer.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+
+
+class SignalingClient:
+    """One signaling socket, read frame by frame with a timeout on every wait."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.welcome: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(
+        cls, ws_url: str, live_id: int | str, cookie: str | None, **options: Any
+    ) -> SignalingClient:
+        headers = {"Cookie": cookie} if cookie else {}
+        connection = await connect(
+            f"{ws_url}/ws/live/{live_id}/signaling", additional_headers=headers, **options
+        )
+        return cls(connection)
+
+    @classmethod
+    async def open(cls, ws_url: str, live_id: int, cookie: str) -> SignalingClient:
+        """Connect and read the welcome frame."""
+        client = await cls.connect(ws_url, live_id, cookie)
+        client.welcome = await client.recv_type("welcome")
+        return client
+
+    async def recv(self, timeout: float = EVENT_TIMEOUT_SECS) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.connection.recv(), timeout)
+        frame = json.loads(raw)
+        assert isinstance(frame, dict)
+        return frame
+
+    async def recv_type(self, frame_type: str) -> dict[str, Any]:
+        """Return the next frame of `frame_type`, skipping `viewers` and `recording`
+        frames, which arrive whenever the server has news."""
+        while True:
+            frame = await self.recv()
+            if frame["type"] == frame_type:
+                return frame
+            assert frame["type"] in {"viewers", "recording", "state"}, frame
+
+    async def until(self, frame_type: str, **fields: Any) -> dict[str, Any]:
+        """Return the first frame of `frame_type` with these field values, skipping others."""
+        while True:
+            frame = await self.recv()
+            if frame["type"] == frame_type and all(frame.get(k) == v for k, v in fields.items()):
+                return frame
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.connection.send(json.dumps(frame))
+
+    async def request_answer(self, frame_type: str, sdp: str) -> str:
+        await self.send({"type": frame_type, "sdp": sdp})
+        frame = await self.recv_type("answer")
+        answer: str = frame["sdp"]
+        return answer
+
+    async def close_code(self, timeout: float = EVENT_TIMEOUT_SECS) -> int | None:
+        """Read until the server closes; return the close code it sent."""
+        try:
+            while True:
+                await asyncio.wait_for(self.connection.recv(), timeout)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+@dataclass
+class LiveSetting:
+    """A running in-process server with a live, its host, a registered viewer and a
+    stranger, each with a session cookie."""
+
+    app: Any
+    database: Database
+    base_url: str
+    ws_url: str
+    live_id: int
+    host_cookie: str
+    viewer_cookie: str
+    second_viewer_cookie: str
+    stranger_cookie: str
+
+
+async def log_in(base_url: str, email: str) -> str:
+    """Log in through the form and return the Cookie header of the session."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=EVENT_TIMEOUT_SECS) as client:
+        page = await client.get("/login")
+        response = await client.post(
+            "/login",
+            data={"csrf_token": csrf_from(page.text), "email": email, "password": PASSWORD},
+        )
+        assert response.status_code == 303, response.text[:300]
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+@contextlib.asynccontextmanager
+async def running_live(data_dir: Path, **settings_fields: Any) -> AsyncIterator[LiveSetting]:
+    """Serve the application with uvicorn in this event loop on a free loopback port,
+    with a scheduled live, until the block ends."""
+    settings = Settings(
+        port=free_port(), data_dir=data_dir, secret_key="test-secret", **settings_fields
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        lifespan="on",
+        ws_max_size=64 * 1024,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.02)
+
+        database: Database = app.state.database
+        user_ids = []
+        async with database.session() as session:
+            for name in ("hote", "spectatrice", "spectateur", "inconnu"):
+                user = await accounts_service.create_user(
+                    session,
+                    email=f"{name}@example.org",
+                    display_name=name.capitalize(),
+                    password=PASSWORD,
+                )
+                user_ids.append(user.id)
+        live_id = await create_live(database, user_ids[0], user_ids[1:3])
+
+        base_url = f"http://127.0.0.1:{settings.port}"
+        yield LiveSetting(
+            app=app,
+            database=database,
+            base_url=base_url,
+            ws_url=f"ws://127.0.0.1:{settings.port}",
+            live_id=live_id,
+            host_cookie=await log_in(base_url, "hote@example.org"),
+            viewer_cookie=await log_in(base_url, "spectatrice@example.org"),
+            second_viewer_cookie=await log_in(base_url, "spectateur@example.org"),
+            stranger_cookie=await log_in(base_url, "inconnu@example.org"),
+        )
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def start_publishing(setting: LiveSetting) -> tuple[SignalingClient, Publisher]:
+    """Connect as the host, publish, and return once the live is `live`."""
+    host = await SignalingClient.open(setting.ws_url, setting.live_id, setting.host_cookie)
+    publisher = Publisher()
+    answer = await host.request_answer("publish", await publisher.offer())
+    await publisher.accept(answer)
+    await host.until("state", state="live")
+    return host, publisher
+
+
+async def start_watching(
+    setting: LiveSetting, cookie: str, publisher: Publisher
+) -> tuple[SignalingClient, Viewer]:
+    """Connect as a viewer and watch; return once the viewer's peer is connected."""
+    client = await SignalingClient.open(setting.ws_url, setting.live_id, cookie)
+    viewer = Viewer(publisher.video)
+    answer = await client.request_answer("watch", await viewer.offer())
+    await viewer.accept(answer)
+    await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)
+    return client, viewer
