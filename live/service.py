@@ -376,15 +376,25 @@ def group_by_evening(
     lives: Iterable[Live], zone_name: str | None, *, now: datetime | None = None
 ) -> list[Evening]:
     """Group lives by their start day in the viewer's zone: "Ce soir", "Demain", then
-    "Jeudi 10 décembre" and so on, in start order.
+    "Jeudi 10 décembre" and so on.
 
-    A live that started on an earlier day and is still on air counts as tonight's.
+    A live on air counts as tonight's even if it started on an earlier day or its host
+    went on air before the planned start. Tonight's lives on air come first, then every
+    group is in start order.
     """
     today = to_local(now or utc_now(), zone_name).date()
+
+    def evening_of(live: Live) -> date:
+        if live.state is LiveState.LIVE:
+            return today
+        return max(to_local(live.starts_at, zone_name).date(), today)
+
+    def order(live: Live) -> tuple[date, bool, datetime, int]:
+        return (evening_of(live), live.state is not LiveState.LIVE, live.starts_at, live.id)
+
     groups: dict[date, list[Live]] = {}
-    for live in sorted(lives, key=lambda item: (item.starts_at, item.id)):
-        day = max(to_local(live.starts_at, zone_name).date(), today)
-        groups.setdefault(day, []).append(live)
+    for live in sorted(lives, key=order):
+        groups.setdefault(evening_of(live), []).append(live)
     return [
         Evening(day=day, label=_evening_label(day, today), lives=day_lives)
         for day, day_lives in groups.items()
