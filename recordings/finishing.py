@@ -84,11 +84,20 @@ def remux_to_mp4(raw_path: Path, video_path: Path) -> None:
             default=0.0,
         )
 
-        with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as target:
-            outputs = {stream.index: target.add_stream_from_template(stream) for stream in streams}
-            copied, skipped = _copy_packets(source, streams, target, outputs, start_secs)
-            if copied == 0:
-                raise EmptyRecordingError(f"{raw_path}: no complete audio or video packet")
+        try:
+            with av.open(
+                str(partial), "w", format="mp4", options={"movflags": "+faststart"}
+            ) as target:
+                outputs = {
+                    stream.index: target.add_stream_from_template(stream) for stream in streams
+                }
+                copied, skipped = _copy_packets(source, streams, target, outputs, start_secs)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    if copied == 0:
+        partial.unlink(missing_ok=True)
+        raise EmptyRecordingError(f"{raw_path}: no complete audio or video packet")
     if skipped:
         logger.warning("%s: skipped %d damaged or out-of-order packets", raw_path, skipped)
     os.replace(partial, video_path)
