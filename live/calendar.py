@@ -1,8 +1,8 @@
 """A person's private iCalendar feed: the lives they host or registered for.
 
 The feed's URL carries a secret token instead of a log-in, because calendar applications
-fetch it without cookies. Whoever has the URL reads the feed, so a person can revoke
-it, which replaces the token and turns the old URL into a 404.
+fetch it without cookies. Anyone with the URL can read the feed, so its owner can revoke
+it. Revoking replaces the token, and the old URL then returns 404.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from live.models import CalendarFeed, Live, LiveState
 
 logger = logging.getLogger(__name__)
 
-# 32 random bytes, 43 URL-safe characters: as hard to guess as the session secret.
+# 32 random bytes (256 bits), written as 43 URL-safe characters: far too many to guess.
 FEED_TOKEN_BYTES = 32
 FEED_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
-# A feed lists at most this many lives, the latest first; years of weekly lives fit.
+# A feed lists at most this many lives, the latest first. 500 is about ten years of
+# weekly lives.
 FEED_MAX_EVENTS = 500
 # How often calendar applications should fetch the feed again (RFC 7986 REFRESH-INTERVAL).
 # Lives are usually scheduled days ahead, so an hour keeps calendars current enough.
@@ -150,7 +151,7 @@ def _event_of(live: Live, *, site_url: str, domain: str, stamp: datetime) -> Eve
     event.add("dtstart", to_local(live.starts_at, live.time_zone))
     event.add("dtend", to_local(live.ends_at, live.time_zone))
     # Several calendar applications show STATUS:CANCELLED events unchanged, so the title
-    # says it too.
+    # also starts with "Annulé".
     event.add("summary", f"Annulé : {live.title}" if cancelled else live.title)
     event.add("description", _description_of(live, url))
     event.add("url", url)

@@ -105,7 +105,7 @@ def demo_start(now: datetime) -> datetime:
             hour=DEMO_START_TIME.hour, minute=DEMO_START_TIME.minute, second=0, microsecond=0
         )
     soon = local_now + DEMO_SOON_DELAY
-    # Whole minutes, rounded up, as a host would type it in the form.
+    # The next whole minute, as a host would type it in the form.
     return soon.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 

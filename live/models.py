@@ -48,7 +48,7 @@ class Live(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
-    # Raised by one at each edit or cancellation, and stamped with `updated_at`, so that
+    # Incremented at each edit or cancellation, and stamped with `updated_at`, so that
     # calendar applications replace their copy of the event (iCalendar SEQUENCE).
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)

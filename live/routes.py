@@ -48,7 +48,7 @@ def _viewer_zone(user: User | None) -> str:
 
 
 def _site_url(request: Request) -> str:
-    """The public origin for absolute links: SITE_URL, or the request's own base URL."""
+    """Return the public origin for absolute links: SITE_URL, or else the request's base URL."""
     return (settings_of(request).site_url or str(request.base_url)).rstrip("/")
 
 
@@ -149,7 +149,7 @@ async def edit_live(request: Request) -> Response:
     if live is None:
         raise HTTPException(404, LIVE_NOT_FOUND)
     if live.host_id != user.id:
-        logger.warning("live %s: edit page refused to user %s", live_id, user.id)
+        logger.warning("live %s: edit page rejected for user %s, not the host", live_id, user.id)
         raise HTTPException(403, "Seule la personne qui anime ce live peut le modifier.")
     if live.state not in service.NOT_STARTED_STATES:
         return await _render_live_page(
@@ -202,8 +202,8 @@ async def _render_live_page(
         "viewer_zone": _viewer_zone(user),
         "can_register": user is not None and role is None and not finished,
         "can_change": is_host and live.state in service.NOT_STARTED_STATES,
-        # The stage (video and chat) is for the host and registered colleagues, and only
-        # until the live is over; an ended live has its replay page instead.
+        # The stage (video and chat) is for the host and registered colleagues until the
+        # live is over. An ended live has its replay page instead.
         "show_stage": role is not None and not finished,
         "error": error,
         **_live_context(),

@@ -32,7 +32,7 @@ DURATION_MAX_MINUTES = 240
 DEFAULT_DURATION_MINUTES = 60
 # A start more than about a year ahead is almost always a mistyped year.
 SCHEDULE_HORIZON_DAYS = 400
-# The agenda page lists at most this many coming lives; a busy week holds a few dozen.
+# The agenda page lists at most this many coming lives. A busy week contains a few dozen.
 COMING_LIVES_LIMIT = 200
 # "Mon agenda" lists this many of a person's ended lives, the most recent first.
 PAST_LIVES_LIMIT = 20
@@ -48,7 +48,7 @@ _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u20
 
 
 class LiveError(Exception):
-    """A rejected live operation; `message` is French and shown to the person."""
+    """A rejected live operation. `message` is French and shown to the person."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(code)
@@ -58,7 +58,7 @@ class LiveError(Exception):
 
 @dataclass(frozen=True)
 class LiveDetails:
-    """What a host enters to schedule or edit a live; the start is wall-clock time in
+    """Values a host enters to schedule or edit a live. The start is wall-clock time in
     `time_zone`, one of core.timezones.TIME_ZONES."""
 
     title: str
@@ -175,8 +175,8 @@ def _clean_description(raw: str) -> str:
 
 
 def _start_of(details: LiveDetails) -> datetime:
-    """Convert the wall-clock start to UTC; raise LiveError for an invalid zone, or for a
-    time that the spring change to summer time skips (02:30 on that night in Paris)."""
+    """Convert the wall-clock start to UTC. Raise LiveError for a zone that is not offered,
+    or for a time that the spring change to summer time skips (02:30 that night in Paris)."""
     if details.time_zone not in TIME_ZONES:
         raise LiveError("time_zone_invalid", "Ce fuseau horaire n'est pas proposé.")
     starts_at = local_to_utc(details.start_day, details.start_time, details.time_zone)
@@ -281,7 +281,7 @@ async def edit_live(
     *,
     now: datetime | None = None,
 ) -> Live:
-    """Replace a live's details; only its host may, and only before it starts.
+    """Replace a live's details. Only its host may, and only before it starts.
 
     A start in the past is rejected only when the start changes, so a host whose live is
     a few minutes late can still fix a typo in the title.
@@ -310,7 +310,7 @@ async def edit_live(
 async def cancel_live(
     session: AsyncSession, live_id: int, user_id: int, *, now: datetime | None = None
 ) -> Live:
-    """Cancel a live that has not started; only its host may. Cancelling twice is a no-op."""
+    """Cancel a live that has not started. Only its host may, and a second cancel is a no-op."""
     live = await get_live(session, live_id)
     if live is not None and live.host_id == user_id and live.state is LiveState.CANCELLED:
         return live
@@ -332,8 +332,8 @@ async def get_live(session: AsyncSession, live_id: int) -> Live | None:
 
 
 def is_current_or_coming(live: Live, now: datetime) -> bool:
-    """Whether a live belongs on the agenda: neither ended nor cancelled, and either on air
-    or planned to end after `now`. A live on air past its planned end stays listed."""
+    """Return whether a live belongs on the agenda: neither ended nor cancelled, and either
+    on air or planned to end after `now`. A live on air past its planned end stays listed."""
     if live.state in FINISHED_STATES:
         return False
     return live.state is LiveState.LIVE or live.ends_at > now
@@ -446,7 +446,7 @@ async def lives_of_person(session: AsyncSession, user_id: int, *, limit: int) ->
 
 
 async def register(session: AsyncSession, live_id: int, user_id: int) -> bool:
-    """Register `user_id` for a live; return False when they already were.
+    """Register `user_id` for a live and return True, or False when they already were.
 
     Allowed until the live ends, also while it is on air, so a colleague can join late.
     """
@@ -476,7 +476,7 @@ async def register(session: AsyncSession, live_id: int, user_id: int) -> bool:
 
 
 async def unregister(session: AsyncSession, live_id: int, user_id: int) -> bool:
-    """Remove `user_id`'s registration; return False when there was none."""
+    """Remove `user_id`'s registration and return True, or False when there was none."""
     registration = await session.scalar(
         select(Registration).where(Registration.live_id == live_id, Registration.user_id == user_id)
     )

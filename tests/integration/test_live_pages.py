@@ -23,7 +23,7 @@ from tests.support.clients import Account, csrf_from, sign_up
 from tests.support.processes import ServerProcess
 
 RECORDING_NOTICE = "Ce live et sa discussion sont enregistrés puis proposés en replay."
-# English words a French page must not show; "live" and "replay" are French usage here.
+# English words a French page must not show. "live" and "replay" are French usage here.
 ENGLISH_WORDS = re.compile(
     r"\b(Register|Sign in|Sign up|Log in|Log out|Logout|Cancel|Submit|Schedule|Upcoming|"
     r"Tonight|Tomorrow|Not Found|Error|Save|Edit|Delete|Loading|Password|Recording|"
@@ -237,7 +237,7 @@ async def test_register_with_one_click(signed_up: SignUp, database: Database) ->
     assert "Aucune inscription pour l'instant" in text
     assert f'action="/lives/{live_id}/register"' in text
     assert "M'inscrire" in text
-    # The stage is only for registered colleagues: nobody joins before reading the notice.
+    # The stage is only for registered colleagues, so everyone reads the notice first.
     assert 'class="stage"' not in text
     assert text.index(RECORDING_NOTICE) < text.index(f'action="/lives/{live_id}/register"')
 
@@ -474,7 +474,7 @@ async def test_agenda_lists_tonight_first(
                 duration_minutes=60,
             )
             lives.append(await service.schedule_live(session, host_id, details))
-        # The first one is on air, so it belongs to tonight whatever the clock says.
+        # The first one is on air, so it belongs to tonight at any time of day.
         await lifecycle.transition(session, lives[0], LiveState.LIVE)
 
     text = page_text(visitor.get("/"))

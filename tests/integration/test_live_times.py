@@ -125,11 +125,11 @@ def last_sunday(year: int, month: int) -> date:
 CHANGE_DAYS = [
     # Still summer time the day before the October change: 20:30 is 18:30Z.
     (date(2026, 10, 24), datetime(2026, 10, 24, 18, 30, tzinfo=UTC), "22:30"),
-    # The October change day: winter time from 03:00, so 20:30 is 19:30Z.
+    # The October change day: winter time since 01:00Z that night, so 20:30 is 19:30Z.
     (date(2026, 10, 25), datetime(2026, 10, 25, 19, 30, tzinfo=UTC), "23:30"),
     # Still winter time the day before the March change: 20:30 is 19:30Z.
     (date(2027, 3, 27), datetime(2027, 3, 27, 19, 30, tzinfo=UTC), "23:30"),
-    # The March change day: summer time from 03:00, so 20:30 is 18:30Z.
+    # The March change day: summer time since 01:00Z that night, so 20:30 is 18:30Z.
     (date(2027, 3, 28), datetime(2027, 3, 28, 18, 30, tzinfo=UTC), "22:30"),
 ]
 
@@ -138,8 +138,8 @@ CHANGE_DAYS = [
 async def change_day_lives(
     signed_up: SignUp, database: Database
 ) -> tuple[httpx.Client, httpx.Client, list[Live]]:
-    """A Paris host with a 20:30 live on each day of CHANGE_DAYS, and a colleague in La
-    Réunion registered for all of them; returns both logged-in clients and the lives."""
+    """Return the logged-in clients of a Paris host and a colleague in La Réunion, and the
+    host's 20:30 lives on each day of CHANGE_DAYS. The colleague is registered for all."""
     host_account = new_account("Claire")
     colleague_account = new_account("Nadia")
     host = signed_up(host_account, PARIS)

@@ -16,7 +16,7 @@ from live import lifecycle, service
 from live.models import Live, LiveState
 from live.service import LiveError
 
-# A Friday at 13:00 in Paris; every test passes it as `now`, so none depends on the clock.
+# A Friday at 13:00 in Paris. Every test passes it as `now`, so none depends on the clock.
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 VALID_FORM = {
