@@ -63,9 +63,7 @@ async def test_media_relay_viewers_decode_frames_sent(data_dir: Path) -> None:
     waits for a keyframe, and audio that does not reach viewers."""
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)
-        first_client, first_viewer = await start_watching(
-            setting, setting.viewer_cookie, publisher
-        )
+        first_client, first_viewer = await start_watching(setting, setting.viewer_cookie, publisher)
         await asyncio.wait_for(first_viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
 
         decoded, audio_sent, audio_received = await count_window(first_viewer, publisher)

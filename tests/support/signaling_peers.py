@@ -144,6 +144,8 @@ class Viewer:
         self.publisher_video = publisher_video
         self.pc = RTCPeerConnection(rtc_configuration())
         self.frame_numbers: list[int] = []
+        # pts of each decoded video frame, in the order decoded
+        self.frame_pts: list[int] = []
         self.audio_frames = 0
         self.loudest_audio_rms = 0.0
         self.first_frame = asyncio.Event()
@@ -177,6 +179,8 @@ class Viewer:
                 frame = await track.recv()
                 assert isinstance(frame, VideoFrame)
                 self.frame_numbers.append(self._absolute_number(read_frame_number(frame)))
+                if frame.pts is not None:
+                    self.frame_pts.append(frame.pts)
                 self.first_frame.set()
                 for number, event in self._frame_waiters:
                     if self.frame_numbers[-1] >= number:
@@ -198,6 +202,12 @@ class Viewer:
         period = 1 << NUMBER_BITS
         latest = self.publisher_video.frames_sent - 1
         return latest - ((latest - number_modulo) % period)
+
+    def follow(self, publisher_video: NumberedPictureTrack) -> None:
+        """Number frames after `publisher_video` from now on: a new host peer's track
+        counts from 0 again."""
+        self.publisher_video = publisher_video
+        self.frame_numbers.clear()
 
     async def wait_for_frame_number(self, number: int) -> None:
         """Return once a frame numbered `number` or later has been decoded."""
@@ -265,6 +275,9 @@ class SignalingClient:
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.connection.send(json.dumps(frame))
+
+    async def send_raw(self, text: str) -> None:
+        await self.connection.send(text)
 
     async def request_answer(self, frame_type: str, sdp: str) -> str:
         await self.send({"type": frame_type, "sdp": sdp})
@@ -368,12 +381,14 @@ async def running_live(data_dir: Path, **settings_fields: Any) -> AsyncIterator[
 
 
 async def start_publishing(setting: LiveSetting) -> tuple[SignalingClient, Publisher]:
-    """Connect as the host, publish, and return once the live is `live`."""
+    """Connect as the host, publish, and return once the live is `live` (at once when
+    the host publishes again into a live in progress)."""
     host = await SignalingClient.open(setting.ws_url, setting.live_id, setting.host_cookie)
     publisher = Publisher()
     answer = await host.request_answer("publish", await publisher.offer())
     await publisher.accept(answer)
-    await host.until("state", state="live")
+    if host.welcome["state"] != "live":
+        await host.until("state", state="live")
     return host, publisher
 
 
