@@ -21,7 +21,7 @@ from av.video.stream import VideoStream
 logger = logging.getLogger(__name__)
 
 # The poster shows the picture this far in, past a black first frame or a camera still
-# adjusting its exposure; a shorter recording uses its middle.
+# adjusting its exposure. A shorter recording uses its middle.
 POSTER_AT_SECS = 1.0
 # Microseconds, FFmpeg's unit for a container's duration.
 AV_TIME_BASE = 1_000_000
@@ -104,7 +104,7 @@ def remux_to_mp4(raw_path: Path, video_path: Path) -> None:
 
 
 def _media_streams(source: InputContainer) -> list[Stream]:
-    """The first video and the first audio stream, in that order, when present."""
+    """Return the first video and the first audio stream, in that order, when present."""
     streams: list[Stream] = []
     if source.streams.video:
         streams.append(source.streams.video[0])

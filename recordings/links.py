@@ -1,7 +1,7 @@
 """Signed, expiring links to a recording's files.
 
 A link carries its expiry time and an HMAC of the recording id, the file name and that
-time, made with the deployment's secret key: a page hands out a link that works for a
+time, made with the deployment's secret key. A page hands out a link that works for a
 few hours, and a CDN in front of the service can check the same signature.
 """
 

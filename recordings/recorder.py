@@ -1,7 +1,7 @@
 """LiveRecorder: records a live's audio and video tracks to a raw MPEG-TS file.
 
 One asyncio task per track pulls frames and stamps each with its wall-clock offset from
-the first recorded frame; one thread encodes and writes them, so the event loop only
+the first recorded frame. One thread encodes and writes them, so the event loop only
 pays for a queue put per frame. The signaling package starts a recorder when the host's
 media arrives and stops it when the live ends.
 """
@@ -77,9 +77,9 @@ class LiveRecorder:
     """Records one live's tracks to `path` from `start()` to `stop()`.
 
     `started_at` is the UTC wall clock of the first recorded frame, None until then.
-    A failure of a track or of the writer stops the whole recording at once (a file
-    silently missing its video would pass for a good one): it is logged, stored in
-    `failure`, signalled by the `failed` event, and raised by `stop()`.
+    A failure of a track or of the writer stops the whole recording at once, because a
+    file silently missing its video would pass for a good one. The failure is logged,
+    stored in `failure`, signalled by the `failed` event, and raised by `stop()`.
     """
 
     def __init__(self, live_id: int, path: Path) -> None:
@@ -91,7 +91,7 @@ class LiveRecorder:
         self.failed = asyncio.Event()
         self._tracks: list[MediaStreamTrack] = []
         self._pumps: list[asyncio.Task[None]] = []
-        # None asks the writer thread to finish.
+        # A None item stops the writer thread.
         self._queue: queue.SimpleQueue[_QueuedFrame | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._writer_done: asyncio.Future[WriterStats] | None = None

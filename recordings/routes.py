@@ -63,7 +63,7 @@ async def replay_page(request: Request) -> Response:
 
 
 async def recording_status(request: Request) -> Response:
-    """The status of the live's latest recording, for the live page."""
+    """Return the status of the live's latest recording, for the live page."""
     await require_user(request)
     live_id: int = request.path_params["live_id"]
     async with database_of(request).session() as session:
@@ -73,8 +73,8 @@ async def recording_status(request: Request) -> Response:
 
 
 async def replay_data(request: Request) -> Response:
-    """The replay's video and poster links, its duration, and the live's chat messages
-    with their offset in seconds from the start of the recording."""
+    """Return the replay's video and poster links, its duration, and the live's chat
+    messages with their offset in seconds from the start of the recording."""
     await require_user(request)
     live_id: int = request.path_params["live_id"]
     async with database_of(request).session() as session:
@@ -112,10 +112,10 @@ async def poster_file(request: Request) -> Response:
 async def _serve_file(request: Request, file: RecordingFile) -> Response:
     """Serve a ready recording's file to a logged-in member holding a valid link.
 
-    FileResponse answers Range requests (206, multipart/byteranges for several ranges,
+    FileResponse handles Range requests (206, multipart/byteranges for several ranges,
     416 with the size when unsatisfiable) and honours If-Range.
-    NOTE: Starlette 1.10 answers 400 to a Range header in a unit other than bytes, where
-    RFC 9110 section 14.2 asks a server to ignore it and send the whole file.
+    NOTE: Starlette 1.10 replies 400 to a Range header in a unit other than bytes, where
+    RFC 9110 section 14.2 requires a server to ignore it and send the whole file.
     """
     user = await require_user(request)
     recording_id: int = request.path_params["recording_id"]
@@ -164,7 +164,7 @@ async def _replay_recording(session: AsyncSession, live_id: int) -> Recording | 
     """The recording a replay shows: the latest ready one, else the latest one, whose
     status the page then explains.
 
-    TODO: a live resumed after an interruption has one recording per stretch; the
+    TODO: a live resumed after an interruption has one recording per stretch. The
     replay shows only the latest until it can play the stretches one after another.
     """
     return await latest_recording(session, live_id, ready_only=True) or await latest_recording(
@@ -201,7 +201,7 @@ def _recording_json(settings: Settings, recording: Recording | None) -> dict[str
 
 
 def _replay_origin(recording: Recording) -> datetime:
-    """The wall-clock time of the video's first frame."""
+    """Return the wall-clock time of the video's first frame."""
     if recording.started_at is not None:
         return recording.started_at
     # The recorder's start time was lost (a crash before it was stored): count back

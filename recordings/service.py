@@ -54,7 +54,7 @@ FINISH_FAILED_REASON = "La préparation de la vidéo a échoué à cause d'une e
 # Called with (live id, recording id, new status, French failure reason or None).
 StatusListener = Callable[[int, int, RecordingStatus, str | None], None]
 
-# Listeners told about every status change made by this process, in the order added.
+# Listeners called after every status change made by this process, in the order added.
 _status_listeners: list[StatusListener] = []
 # Finishing tasks started by this process; wait_for_finishing awaits or cancels them.
 _finishing_tasks: set[asyncio.Task[None]] = set()
@@ -86,7 +86,7 @@ def remove_status_listener(listener: StatusListener) -> None:
 
 
 def file_path(settings: Settings, relative: str) -> Path:
-    """The absolute path of a file stored in a Recording row."""
+    """Return the absolute path of a file named in a Recording row."""
     return settings.recordings_dir / relative
 
 
@@ -238,7 +238,7 @@ async def wait_for_finishing(timeout_secs: float = FINISH_SHUTDOWN_TIMEOUT_SECS)
 async def latest_recording(
     session: AsyncSession, live_id: int, *, ready_only: bool = False
 ) -> Recording | None:
-    """The live's most recent recording, or its most recent ready one."""
+    """Return the live's most recent recording, or its most recent ready one."""
     query = select(Recording).where(Recording.live_id == live_id)
     if ready_only:
         query = query.where(Recording.status == RecordingStatus.READY)

@@ -48,8 +48,9 @@ NOMINAL_FRAME_RATE = 30
 # keyframes do not double ours (a forced IDR frame restarts its count).
 X264_MAX_KEYFRAME_INTERVAL_FRAMES = 600
 X264_OPTIONS = {
-    # About 3 ms per 1280x720 frame on one core of the 2-core development machine, so
-    # one recorder thread keeps up with 30 frames per second beside the viewers' encoders.
+    # Measured at about 6 ms of writer-thread time per 1280x720 frame, copy included,
+    # with a synthetic moving picture on a 2-core machine. A camera picture costs more,
+    # but one thread still keeps up with 30 frames per second.
     "preset": "veryfast",
     # Decoding order equals presentation order, which keeps wall-clock timestamps simple.
     "bframes": "0",
@@ -63,7 +64,7 @@ DEFAULT_VIDEO_SIZE = (640, 360)
 FIRST_VIDEO_FRAME_WAIT_SECS = 10.0
 
 # Audio timestamps count samples, which keeps AAC frames contiguous, and are pulled back
-# to the wall clock when they drift: a stall longer than the lag limit is filled with
+# to the wall clock when they drift. A stall longer than the lag limit is filled with
 # silence, and audio running ahead by more than the lead limit is dropped.
 AUDIO_MAX_LAG_SECS = 0.15
 AUDIO_MAX_LEAD_SECS = 0.3
@@ -74,7 +75,7 @@ CONTAINER_OPTIONS = {
     # Hand every packet to the operating system at once, so that a killed process loses
     # only what the encoders still hold.
     "flush_packets": "1",
-    # The interleaver holds packets until every stream has one; without a limit, a video
+    # The interleaver keeps packets until every stream has one. Without a limit, a video
     # stall would keep up to 10 s of audio in memory, off the disk.
     "max_interleave_delta": "1000000",  # microseconds
 }
@@ -82,7 +83,7 @@ CONTAINER_OPTIONS = {
 
 @dataclass
 class WriterStats:
-    """What a writer wrote, for the recorder's closing log line."""
+    """Frame and sample counts of one writer, for the recorder's closing log line."""
 
     video_frames: int = 0
     audio_samples: int = 0
@@ -93,7 +94,7 @@ class WriterStats:
 class TransportStreamWriter:
     """Encodes decoded frames into H.264 and AAC and muxes them into an MPEG-TS file.
 
-    Each frame comes with its offset in seconds from the first recorded frame; the
+    Each frame comes with its offset in seconds from the first recorded frame. The
     offsets become the timestamps, so the file's duration follows the wall clock even
     when frames were dropped on the way. Frames passed in are copied, never modified:
     a relay hands the same frame object to every viewer's encoder.
@@ -281,13 +282,14 @@ def _copy_audio(frame: AudioFrame) -> AudioFrame:
 
 
 def started_at_path(raw_path: Path) -> Path:
-    """The small JSON file beside a raw recording that stores when its first frame came."""
+    """Return the path of the JSON file beside a raw recording that stores the time of
+    its first frame."""
     return raw_path.with_suffix(".json")
 
 
 def write_started_at(raw_path: Path, started_at: datetime) -> None:
     """Store `started_at` beside the raw file, so that finishing a recording whose
-    process died still knows where chat replay offsets start."""
+    process died can still measure chat replay offsets from it."""
     target = started_at_path(raw_path)
     partial = target.with_suffix(".json.partial")
     partial.write_text(json.dumps({"started_at": started_at.isoformat()}))

@@ -206,7 +206,7 @@ async def test_recover_fails_recording_without_frames(
     assert (await load_live(database, live.id)).state is LiveState.INTERRUPTED
 
 
-async def test_recover_finishes_recording_left_processing(
+async def test_recover_finishes_processing_recording(
     database: Database, settings: Settings, live: Live
 ) -> None:
     """Guards against a recording left in processing by a shutdown that cancelled its

@@ -1,13 +1,12 @@
 """Replay page, recording files and recording JSON, driven in-process over ASGI.
 
-The app holds the accounts routes (to log in), the recordings routes and server.py's
+The app contains the accounts routes (to log in), the recordings routes and server.py's
 error handler, on a real SQLite database with a real finished recording.
 """
 
 from __future__ import annotations
 
 import email.utils
-import fractions
 import html
 import re
 from collections.abc import AsyncIterator, Callable
@@ -16,10 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from av.audio.frame import AudioFrame
-from av.video.frame import VideoFrame
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -36,20 +32,17 @@ from live.models import Live
 from recordings import service
 from recordings.links import RecordingFile, signed_url
 from recordings.models import Recording, RecordingStatus
-from recordings.writer import TransportStreamWriter, write_started_at
 from tests.support.clients import csrf_from
 from tests.support.recording_setup import (
     MEMBER_PASSWORD,
+    SYNTHETIC_RAW_SECS,
     TEST_SECRET_KEY,
     create_live,
     create_member,
     open_database,
     recording_settings,
+    write_synthetic_raw,
 )
-
-RECORDED_SECS = 3.0
-FRAME_RATE = 30
-AUDIO_FRAME_SAMPLES = 960
 
 
 @dataclass
@@ -127,28 +120,6 @@ async def member(
         )
         assert response.status_code == 303
         yield client
-
-
-def write_synthetic_raw(raw_path: Path, started_at: datetime) -> None:
-    """Write RECORDED_SECS of a moving picture and silence as the recorder would,
-    without waiting for the wall clock."""
-    write_started_at(raw_path, started_at)
-    writer = TransportStreamWriter(raw_path, has_video=True, has_audio=True)
-    audio_frames_per_video_frame = 48_000 / AUDIO_FRAME_SAMPLES / FRAME_RATE
-    audio_sent = 0
-    for index in range(int(RECORDED_SECS * FRAME_RATE)):
-        picture = np.full((240 * 3 // 2, 320), 128, dtype=np.uint8)
-        picture[:240, (index * 8) % 300 : (index * 8) % 300 + 16] = 235
-        writer.write_video(index / FRAME_RATE, VideoFrame.from_ndarray(picture, format="yuv420p"))
-        while audio_sent < (index + 1) * audio_frames_per_video_frame:
-            audio_sent += 1
-            sound = AudioFrame.from_ndarray(
-                np.zeros((1, AUDIO_FRAME_SAMPLES), dtype=np.int16), format="s16", layout="mono"
-            )
-            sound.sample_rate = 48_000
-            sound.time_base = fractions.Fraction(1, 48_000)
-            writer.write_audio(audio_sent * AUDIO_FRAME_SAMPLES / 48_000, sound)
-    writer.close()
 
 
 def video_link(recording_id: int, now: float | None = None) -> str:
@@ -334,7 +305,7 @@ async def test_video_multiple_ranges_are_multipart(
         assert content[end - start + 1 :].startswith(b"\r\n")
 
 
-async def test_video_if_range_with_current_etag_returns_range(
+async def test_if_range_current_etag_gives_range(
     member: httpx.AsyncClient, ready: ReadyRecording
 ) -> None:
     whole = await member.get(video_link(ready.id))
@@ -348,7 +319,7 @@ async def test_video_if_range_with_current_etag_returns_range(
     assert response.content == ready.video_bytes[:100]
 
 
-async def test_video_if_range_with_current_date_returns_range(
+async def test_if_range_current_date_gives_range(
     member: httpx.AsyncClient, ready: ReadyRecording
 ) -> None:
     whole = await member.get(video_link(ready.id))
@@ -370,7 +341,7 @@ async def test_video_if_range_with_current_date_returns_range(
         pytest.param("Wed, 01 Jan 2020 00:00:00 GMT", id="stale-date"),
     ],
 )
-async def test_video_if_range_mismatch_returns_whole_file(
+async def test_if_range_mismatch_gives_whole_file(
     member: httpx.AsyncClient, ready: ReadyRecording, validator: str
 ) -> None:
     """Guards against splicing a range of a changed file onto an old copy (RFC 9110
@@ -394,16 +365,14 @@ async def test_recording_status_of_ready_recording(
     assert body["recording_id"] == ready.id
     assert body["status"] == "ready"
     assert body["reason"] is None
-    assert abs(body["duration_seconds"] - RECORDED_SECS) < 0.5
+    assert abs(body["duration_seconds"] - SYNTHETIC_RAW_SECS) < 0.5
     video = await member.get(body["video_url"])
     assert video.status_code == 200
     poster = await member.get(body["poster_url"])
     assert poster.status_code == 200
 
 
-async def test_recording_status_of_live_without_recording(
-    member: httpx.AsyncClient, database: Database
-) -> None:
+async def test_status_of_unrecorded_live(member: httpx.AsyncClient, database: Database) -> None:
     host = await create_member(database, "dora@example.org", "Dora")
     live = await create_live(database, host)
     response = await member.get(f"/api/lives/{live.id}/recording")
@@ -413,7 +382,7 @@ async def test_recording_status_of_live_without_recording(
     assert replay.status_code == 404
 
 
-async def test_recording_status_of_failed_recording_has_french_reason(
+async def test_failed_recording_status_has_reason(
     member: httpx.AsyncClient, database: Database, settings: Settings, ready: ReadyRecording
 ) -> None:
     recording_id, _ = await service.begin_recording(database, settings, ready.live.id)
@@ -465,7 +434,7 @@ async def test_replay_json_offsets_from_recording_start(
     body = response.json()
     assert body["status"] == "ready"
     assert body["started_at"] == ready.started_at.isoformat().replace("+00:00", "Z")
-    assert abs(body["duration_seconds"] - RECORDED_SECS) < 0.5
+    assert abs(body["duration_seconds"] - SYNTHETIC_RAW_SECS) < 0.5
     assert body["video_url"].startswith(f"/recordings/{ready.id}/video.mp4?expires=")
     assert body["poster_url"].startswith(f"/recordings/{ready.id}/poster.jpg?expires=")
     messages = body["messages"]

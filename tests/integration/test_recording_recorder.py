@@ -1,7 +1,7 @@
 """LiveRecorder and finish_recording on real aiortc tracks, checked with PyAV.
 
 The synthetic tracks pace themselves in real time, so each recording here lasts as
-long as its frame count says (30 video frames or 50 audio frames per second).
+long as its frame count gives (30 video frames or 50 audio frames per second).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ async def test_recorder_leaves_shared_frames_untouched(tmp_path: Path) -> None:
         assert frame.pict_type != av.video.frame.PictureType.I
 
 
-async def test_recorder_stop_ends_tasks_threads_and_tracks(tmp_path: Path) -> None:
+async def test_recorder_stop_ends_everything(tmp_path: Path) -> None:
     """Guards against a stopped recorder that keeps a relay subscription reading (its
     buffer then grows without bound), or leaves its tasks or thread running."""
     source_video = MovingPictureTrack(frame_target=20)
@@ -245,7 +245,7 @@ async def test_recorder_raises_writer_error(tmp_path: Path) -> None:
     assert recorder_threads() == []
 
 
-async def test_audio_only_recording_is_ready_without_poster(
+async def test_audio_only_recording_has_no_poster(
     database: Database, settings: Settings, live: Live
 ) -> None:
     """Guards against failing a live whose host had no camera."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fractions
 import struct
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import numpy as np
+from av.audio.frame import AudioFrame
+from av.video.frame import VideoFrame
 
 import chat.models  # noqa: F401 - registers the chat tables that the replay reads
 import recordings.models  # noqa: F401 - registers the recordings table
@@ -13,9 +18,14 @@ from accounts.models import User
 from core.database import Database, utc_now
 from core.settings import Settings
 from live.models import Live, LiveState
+from recordings.writer import TransportStreamWriter, write_started_at
 
 TEST_SECRET_KEY = "test-secret-key-for-recordings"
 TEST_NODE_NAME = "test-node"
+# Length of the raw recording that write_synthetic_raw writes.
+SYNTHETIC_RAW_SECS = 3.0
+FRAME_RATE = 30
+AUDIO_FRAME_SAMPLES = 960
 MEMBER_PASSWORD = "correct horse battery"
 
 
@@ -69,3 +79,25 @@ def top_level_boxes(path: Path) -> list[str]:
             else:
                 file.seek(size - 8, 1)
     return boxes
+
+
+def write_synthetic_raw(raw_path: Path, started_at: datetime) -> None:
+    """Write SYNTHETIC_RAW_SECS of a moving picture and silence as the recorder would,
+    without waiting for the wall clock."""
+    write_started_at(raw_path, started_at)
+    writer = TransportStreamWriter(raw_path, has_video=True, has_audio=True)
+    audio_frames_per_video_frame = 48_000 / AUDIO_FRAME_SAMPLES / FRAME_RATE
+    audio_sent = 0
+    for index in range(int(SYNTHETIC_RAW_SECS * FRAME_RATE)):
+        picture = np.full((240 * 3 // 2, 320), 128, dtype=np.uint8)
+        picture[:240, (index * 8) % 300 : (index * 8) % 300 + 16] = 235
+        writer.write_video(index / FRAME_RATE, VideoFrame.from_ndarray(picture, format="yuv420p"))
+        while audio_sent < (index + 1) * audio_frames_per_video_frame:
+            audio_sent += 1
+            sound = AudioFrame.from_ndarray(
+                np.zeros((1, AUDIO_FRAME_SAMPLES), dtype=np.int16), format="s16", layout="mono"
+            )
+            sound.sample_rate = 48_000
+            sound.time_base = fractions.Fraction(1, 48_000)
+            writer.write_audio(audio_sent * AUDIO_FRAME_SAMPLES / 48_000, sound)
+    writer.close()

@@ -68,7 +68,7 @@ class MovingPictureTrack(VideoStreamTrack):
 
 class ToneTrack(AudioStreamTrack):
     """A 440 Hz sine in 20 ms frames of 48 kHz stereo s16, the format aiortc decodes
-    a browser's Opus into; `target_reached` is set after `frame_target` frames."""
+    a browser's Opus into. `target_reached` is set after `frame_target` frames."""
 
     def __init__(self, frame_target: int | None = None) -> None:
         super().__init__()

@@ -82,7 +82,7 @@ def keyframe_times(path: Path) -> list[float]:
         ]
 
 
-def test_writer_timestamps_follow_wall_clock_across_gap(tmp_path: Path) -> None:
+def test_writer_timestamps_follow_wall_clock(tmp_path: Path) -> None:
     """Guards against a replay that is shorter than the live when frames were dropped
     (timestamps counted in frames instead of taken from the clock)."""
     raw = tmp_path / "raw.ts"
@@ -118,7 +118,7 @@ def test_writer_drops_audio_running_ahead_of_clock(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("frame_rate", [5, 12, 30, 60])
-def test_writer_keyframe_at_least_every_two_seconds(tmp_path: Path, frame_rate: int) -> None:
+def test_writer_keyframe_every_two_seconds(tmp_path: Path, frame_rate: int) -> None:
     raw = tmp_path / "raw.ts"
     writer = TransportStreamWriter(raw, has_video=True, has_audio=False)
     write_stretch(writer, 0.0, 9.0, frame_rate=frame_rate, audio=False)
@@ -130,7 +130,7 @@ def test_writer_keyframe_at_least_every_two_seconds(tmp_path: Path, frame_rate: 
     assert max(gaps) <= 2.0 + 1e-6
 
 
-def test_writer_keeps_first_size_when_resolution_changes(tmp_path: Path) -> None:
+def test_writer_keeps_size_on_resolution_change(tmp_path: Path) -> None:
     """Guards against an encoder error when the browser lowers its camera resolution."""
     raw = tmp_path / "raw.ts"
     writer = TransportStreamWriter(raw, has_video=True, has_audio=False)
@@ -146,7 +146,7 @@ def test_writer_keeps_first_size_when_resolution_changes(tmp_path: Path) -> None
     assert writer.stats.video_frames == 60
 
 
-def test_writer_holds_audio_until_first_video_frame(tmp_path: Path) -> None:
+def test_writer_keeps_audio_before_first_picture(tmp_path: Path) -> None:
     """Guards against losing the first words when the microphone starts before the
     camera: the container can only open once the picture size is known."""
     raw = tmp_path / "raw.ts"
@@ -173,7 +173,7 @@ def test_writer_without_frames_creates_no_file(tmp_path: Path) -> None:
     assert not raw.exists()
 
 
-def test_truncated_raw_file_finishes_up_to_the_cut(tmp_path: Path) -> None:
+def test_truncated_raw_file_finishes(tmp_path: Path) -> None:
     """Guards against losing a whole recording because its last packet was cut in the
     middle by a crash."""
     raw = tmp_path / "raw.ts"
@@ -195,7 +195,7 @@ def test_truncated_raw_file_finishes_up_to_the_cut(tmp_path: Path) -> None:
         assert sum(1 for _ in container.decode(video=0)) > 60
 
 
-def test_poster_of_recording_shorter_than_poster_time(tmp_path: Path) -> None:
+def test_poster_of_very_short_recording(tmp_path: Path) -> None:
     raw = tmp_path / "raw.ts"
     writer = TransportStreamWriter(raw, has_video=True, has_audio=False)
     write_stretch(writer, 0.0, 0.5, audio=False)
@@ -223,7 +223,7 @@ def test_unreadable_raw_file_is_empty_recording(tmp_path: Path, content: bytes) 
     check_empty_recording(tmp_path, raw)
 
 
-def test_raw_file_cut_after_stream_tables_is_empty_recording(tmp_path: Path) -> None:
+def test_raw_file_without_packets_is_empty(tmp_path: Path) -> None:
     """Guards against a ready replay without any picture or sound, or a half-written
     MP4 left behind, when the process died right after the file was opened."""
     whole = tmp_path / "whole.ts"
