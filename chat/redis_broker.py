@@ -51,13 +51,21 @@ class RedisBroker(Broker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
-        # No retry inside redis-py: the listener below is the one place that
-        # reconnects, so it always knows that events may have been missed.
-        self._client = redis.asyncio.Redis.from_url(
+        # The listener's client never retries inside redis-py: the listener is the
+        # one place that reconnects, so it always knows that events may have been
+        # missed. Publishing retries once, so that the first publish after a Redis
+        # restart replaces its pooled connection instead of failing.
+        self._listen_client = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=COMMAND_TIMEOUT_SECS,
             socket_connect_timeout=COMMAND_TIMEOUT_SECS,
             retry=Retry(NoBackoff(), 0),
+        )
+        self._publish_client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=COMMAND_TIMEOUT_SECS,
+            socket_connect_timeout=COMMAND_TIMEOUT_SECS,
+            retry=Retry(NoBackoff(), 1),
         )
         self._channels: set[str] = set()
         self._pubsub: PubSub | None = None
@@ -91,7 +99,8 @@ class RedisBroker(Broker):
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
         self._set_state(ListenerState.STOPPED)
-        await self._client.aclose()
+        await self._listen_client.aclose()
+        await self._publish_client.aclose()
 
     def _listener_done(self, task: asyncio.Task[None]) -> None:
         # The listener only ends by cancellation; anything else is a bug that would
@@ -124,7 +133,7 @@ class RedisBroker(Broker):
 
     async def _listen_once(self) -> None:
         """Subscribe every channel on a new connection and deliver until it fails."""
-        pubsub = self._client.pubsub()
+        pubsub = self._listen_client.pubsub()
         try:
             keys = {CONTROL_KEY, *(KEY_PREFIX + channel for channel in self._channels)}
             await pubsub.subscribe(*keys)
@@ -230,7 +239,7 @@ class RedisBroker(Broker):
 
     async def publish(self, channel: str, payload: str) -> None:
         try:
-            await self._client.publish(KEY_PREFIX + channel, payload)
+            await self._publish_client.publish(KEY_PREFIX + channel, payload)
         except (RedisError, OSError, TimeoutError) as error:
             raise BrokerError("publish", f"{type(error).__name__}: {error}") from error
 
@@ -238,7 +247,7 @@ class RedisBroker(Broker):
         if self.state is not ListenerState.CONNECTED:
             return False
         try:
-            return bool(await self._client.ping())
+            return bool(await self._publish_client.ping())
         except (RedisError, OSError, TimeoutError):
             return False
 

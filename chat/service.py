@@ -21,7 +21,7 @@ from accounts.models import User
 from chat import log
 from chat.broker import Broker, BrokerError
 from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
-from chat.hub import Hub
+from chat.hub import SEND_QUEUE_MAX_EVENTS, Hub
 from chat.log import Person, StoredEvent
 from chat.models import ChannelEvent, EventKind
 from chat.policy import ChannelAccess, PolicyRegistry
@@ -82,14 +82,17 @@ class ChatService:
         clock: Callable[[], datetime] = utc_now,
         rate_limit_messages: int = RATE_LIMIT_MESSAGES,
         rate_limit_window_secs: float = RATE_LIMIT_WINDOW_SECS,
+        send_queue_max_events: int = SEND_QUEUE_MAX_EVENTS,
     ) -> None:
         self.database = database
         self.broker = broker
         self.policies = policies or PolicyRegistry()
         self.hub = Hub(broker, self._load_serialized, self.last_seq)
         self._clock = clock
-        self._rate_limit_messages = rate_limit_messages
-        self._rate_limit_window = timedelta(seconds=rate_limit_window_secs)
+        self.rate_limit_messages = rate_limit_messages
+        self.rate_limit_window = timedelta(seconds=rate_limit_window_secs)
+        # The bound of each connection's send queue (see chat.hub.Subscriber).
+        self.send_queue_max_events = send_queue_max_events
 
     async def start(self) -> None:
         await self.broker.start()
@@ -178,9 +181,9 @@ class ChatService:
                 seq = await log.next_seq(session, channel)
                 now = self._clock()
                 recent = await log.count_messages_since(
-                    session, channel, author.id, now - self._rate_limit_window
+                    session, channel, author.id, now - self.rate_limit_window
                 )
-                if recent >= self._rate_limit_messages:
+                if recent >= self.rate_limit_messages:
                     logger.info("chat send channel=%s user=%s: rate limited", channel, author.id)
                     raise ChatError(ErrorCode.RATE_LIMITED)
 

@@ -86,7 +86,7 @@ class ChatSession:
         self.state = SessionState.CONNECTING
         self.person: Person | None = None
         self.access: ChannelAccess | None = None
-        self.subscriber = Subscriber(channel)
+        self.subscriber = Subscriber(channel, service.send_queue_max_events)
         # The highest seq this connection has sent; events at or below it are skipped.
         self.last_sent = 0
         self.protocol_errors = 0

@@ -11,6 +11,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from accounts.models import User
+from chat.log import Person
 from core.database import Database, utc_now
 from live import service as live_service
 
@@ -21,6 +23,18 @@ FRAME_TIMEOUT_SECS = 10.0
 def database_in(data_dir: Path) -> Database:
     """The Database of the server processes sharing `data_dir`."""
     return Database(f"sqlite+aiosqlite:///{(data_dir / 'veillee.sqlite3').resolve()}")
+
+
+async def create_people(database: Database, names: list[str]) -> list[Person]:
+    """Insert one account per name, without a usable password (no log-in needed)."""
+    people = []
+    async with database.session() as session:
+        for name in names:
+            user = User(email=f"{name.lower()}@example.org", display_name=name, password_hash="-")
+            session.add(user)
+            await session.commit()
+            people.append(Person(user.id, name))
+    return people
 
 
 async def create_live(database: Database, host_id: int, attendee_ids: list[int]) -> int:
@@ -47,6 +61,8 @@ class ChatClient:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.welcome: dict[str, Any] = {}
+        # Frames `say` read while waiting for its ack, returned by `recv` first.
+        self.backlog: list[dict[str, Any]] = []
 
     @classmethod
     async def connect(
@@ -59,6 +75,8 @@ class ChatClient:
         return cls(connection)
 
     async def recv(self, timeout: float = FRAME_TIMEOUT_SECS) -> dict[str, Any]:
+        if self.backlog:
+            return self.backlog.pop(0)
         raw = await asyncio.wait_for(self.connection.recv(), timeout)
         frame = json.loads(raw)
         assert isinstance(frame, dict)
@@ -99,14 +117,19 @@ class ChatClient:
                     return events
 
     async def say(self, client_id: str, text: str) -> int:
-        """Send a message and return its seq from the `ack`; events before the ack are skipped."""
+        """Send a message and return its seq from the `ack`; frames received before
+        the ack stay for `recv`."""
         await self.send({"type": "send", "client_id": client_id, "text": text})
+        waiting: list[dict[str, Any]] = []
         while True:
-            frame = await self.recv()
+            raw = await asyncio.wait_for(self.connection.recv(), FRAME_TIMEOUT_SECS)
+            frame = json.loads(raw)
             if frame["type"] == "ack" and frame["client_id"] == client_id:
+                self.backlog.extend(waiting)
                 seq: int = frame["seq"]
                 return seq
             assert frame["type"] == "event", frame
+            waiting.append(frame)
 
     async def close_code(self, timeout: float = FRAME_TIMEOUT_SECS) -> int | None:
         """Read until the server closes; return the close code it sent."""

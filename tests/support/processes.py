@@ -93,6 +93,12 @@ class RedisServer:
         self.stop()
         self.process = self._start()
 
+    def start(self) -> None:
+        """Start again on the same port after `stop`, to test an outage of some length."""
+        if self.process.poll() is None:
+            raise RuntimeError(f"redis-server on port {self.port} is already running")
+        self.process = self._start()
+
 
 class ServerProcess:
     """`python server.py` in its own process, on a free loopback port.

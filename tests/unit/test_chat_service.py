@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from accounts.models import User
 from chat.broker import MemoryBroker
 from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
 from chat.log import Person
@@ -22,7 +21,7 @@ from core.database import Database, utc_now
 from live.channel_policy import LiveChannelPolicy
 from live.lifecycle import transition
 from live.models import Live, LiveState
-from tests.support.chat_clients import create_live
+from tests.support.chat_clients import create_live, create_people
 
 
 class Clock:
@@ -51,14 +50,7 @@ class Room:
 async def room(tmp_path: Path) -> AsyncIterator[Room]:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}")
     await database.create_schema()
-    people = []
-    async with database.session() as session:
-        for name in ("Claire", "Karim", "Inès"):
-            user = User(email=f"{name.lower()}@example.org", display_name=name, password_hash="-")
-            session.add(user)
-            await session.commit()
-            people.append(Person(user.id, name))
-    host, attendee, outsider = people
+    host, attendee, outsider = await create_people(database, ["Claire", "Karim", "Inès"])
     live_id = await create_live(database, host.id, [attendee.id])
 
     clock = Clock()

@@ -1,0 +1,116 @@
+"""The hub's local fan-out: in-order delivery, gap filling from the database and
+dropping a subscriber whose queue overflows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chat.broker import MemoryBroker
+from chat.hub import Subscriber
+from chat.log import Person
+from chat.service import ChatService
+from core.database import Database
+from live.channel_policy import LiveChannelPolicy
+from tests.support.chat_clients import create_live, create_people
+
+WAIT_SECS = 10.0
+
+
+@dataclass
+class Setup:
+    database: Database
+    service: ChatService
+    channel: str
+    people: list[Person]
+
+
+def new_service(database: Database) -> ChatService:
+    service = ChatService(database, MemoryBroker(), rate_limit_messages=10_000)
+    service.policies.register("live", LiveChannelPolicy())
+    return service
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}")
+    await database.create_schema()
+    people = await create_people(database, ["Claire", "Karim", "Inès", "Lucie"])
+    live_id = await create_live(database, people[0].id, [person.id for person in people[1:]])
+    service = new_service(database)
+    await service.start()
+    yield Setup(database, service, f"live:{live_id}", people)
+    await service.stop()
+    await database.dispose()
+
+
+async def next_seq(subscriber: Subscriber) -> int:
+    seq, _ = await asyncio.wait_for(subscriber.queue.get(), WAIT_SECS)
+    return seq
+
+
+async def test_hub_delivers_in_seq_order(setup: Setup) -> None:
+    subscriber = Subscriber(setup.channel)
+    await setup.service.hub.subscribe(subscriber)
+    for index in range(6):
+        await setup.service.send(setup.channel, setup.people[index % 4], f"c{index}", "salut")
+    assert [await next_seq(subscriber) for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert subscriber.queue.empty()
+
+
+async def test_hub_fills_gap_from_database(setup: Setup) -> None:
+    """Events stored by another process whose broadcast never arrived are read back."""
+    subscriber = Subscriber(setup.channel)
+    await setup.service.hub.subscribe(subscriber)
+    # A second service on the same database, with a broker of its own: this hub
+    # never hears of its events.
+    other = new_service(setup.database)
+    for index in range(3):
+        await other.send(setup.channel, setup.people[1], f"other-{index}", "ailleurs")
+    await setup.service.send(setup.channel, setup.people[0], "here", "ici")
+    assert [await next_seq(subscriber) for _ in range(4)] == [1, 2, 3, 4]
+
+
+async def test_hub_skips_repeated_and_late_events(setup: Setup) -> None:
+    subscriber = Subscriber(setup.channel)
+    await setup.service.hub.subscribe(subscriber)
+    await setup.service.send(setup.channel, setup.people[1], "a", "un")
+    await setup.service.send(setup.channel, setup.people[1], "b", "deux")
+    assert [await next_seq(subscriber) for _ in range(2)] == [1, 2]
+
+    # The same events again, as a broker echo after a local delivery would bring them.
+    events = await setup.service.events(setup.channel, after=0)
+    for event in reversed(events):
+        setup.service.hub.deliver(setup.channel, event.to_json())
+    await setup.service.send(setup.channel, setup.people[1], "c", "trois")
+    assert await next_seq(subscriber) == 3
+    assert subscriber.queue.empty()
+
+
+async def test_hub_drops_overflowing_subscriber_only(setup: Setup) -> None:
+    slow = Subscriber(setup.channel, max_events=3)
+    fast = Subscriber(setup.channel)
+    await setup.service.hub.subscribe(slow)
+    await setup.service.hub.subscribe(fast)
+
+    for index in range(10):
+        await setup.service.send(setup.channel, setup.people[index % 4], f"c{index}", "vite")
+    assert [await next_seq(fast) for _ in range(10)] == list(range(1, 11))
+    assert slow.dropped.is_set()
+    assert slow.queue.qsize() == 3
+
+
+async def test_hub_unsubscribes_broker_after_last_subscriber(setup: Setup) -> None:
+    first = Subscriber(setup.channel)
+    second = Subscriber(setup.channel)
+    await setup.service.hub.subscribe(first)
+    await setup.service.hub.subscribe(second)
+    assert setup.service.hub.channel_count == 1
+    await setup.service.hub.unsubscribe(first)
+    assert setup.service.hub.channel_count == 1
+    await setup.service.hub.unsubscribe(second)
+    assert setup.service.hub.channel_count == 0
