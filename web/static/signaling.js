@@ -51,8 +51,13 @@ export class LiveSignaling extends EventTarget {
       onFrame: (frame) => this.handleFrame(frame),
       onReconnecting: (code) => {
         // The server closes a viewer's peer with its socket, so the next welcome
-        // starts a new one.
-        this.closePeerConnections();
+        // starts a new one. The host's media does not go through the socket, so its
+        // peer connection stays, and a new one is negotiated only if it fails.
+        if (this.isHost) {
+          this.abandonPendingOffer();
+        } else {
+          this.closePeerConnections();
+        }
         this.emit("connection", { status: "reconnecting", code });
       },
       onStop: (code) => {
@@ -196,6 +201,17 @@ export class LiveSignaling extends EventTarget {
       this.peerConnection.close();
       this.peerConnection = null;
     }
+    this.abandonPendingOffer();
+    if (hadPeerConnection) {
+      this.emit("peer", { peerConnection: null });
+      if (this.isHost) {
+        this.emit("publishing", { publishing: false });
+      }
+    }
+  }
+
+  /** Closes the connection whose answer is awaited: its socket is gone, so no answer will come. */
+  abandonPendingOffer() {
     if (this.pendingPeerConnection !== null) {
       this.pendingPeerConnection.close();
       this.pendingPeerConnection = null;
@@ -203,12 +219,6 @@ export class LiveSignaling extends EventTarget {
     }
     // An offer still being created is left alone: it is sent on whichever
     // socket is open once ICE gathering completes, or dropped if none is.
-    if (hadPeerConnection) {
-      this.emit("peer", { peerConnection: null });
-      if (this.isHost) {
-        this.emit("publishing", { publishing: false });
-      }
-    }
   }
 
   handleFrame(frame) {
