@@ -43,21 +43,16 @@ export class LiveSignaling extends EventTarget {
     // True from the start of an offer's creation until its answer or its rejection.
     this.offerInProgress = false;
     this.cameraStream = null;
-    // True from the host's "Démarrer" until the live ends: after a reconnection the
-    // page publishes again when the server no longer receives its media.
+    // True from the host's "Démarrer" until the live ends: after a reconnection, or
+    // when the peer connection fails, the page publishes again.
     this.wantsToPublish = false;
     this.socket = new ReconnectingSocket(path, {
       onOpen: () => this.emit("connection", { status: "connected", code: null }),
       onFrame: (frame) => this.handleFrame(frame),
       onReconnecting: (code) => {
-        // The server closes a viewer's peer with its socket, so the next welcome
-        // starts a new one. The host's media does not go through the socket, so its
-        // peer connection stays, and a new one is negotiated only if it fails.
-        if (this.isHost) {
-          this.abandonPendingOffer();
-        } else {
-          this.closePeerConnections();
-        }
+        // The server closes the peer of a socket that closes, the host's included,
+        // so after the next welcome the host publishes again and a viewer watches again.
+        this.closePeerConnections();
         this.emit("connection", { status: "reconnecting", code });
       },
       onStop: (code) => {
@@ -286,10 +281,6 @@ export class LiveSignaling extends EventTarget {
       pending.close();
       this.pendingPeerConnection = null;
       this.offerInProgress = false;
-    }
-    if (frame.code === "already_publishing" && this.peerConnection !== null) {
-      // a republish after a reconnection found the first one still working
-      return;
     }
     if (frame.code === "not_live" && !this.isHost) {
       // the viewer watches again once a state frame reports the live as started
