@@ -21,7 +21,7 @@ ReconnectHandler = Callable[[], None]
 
 
 class BrokerError(Exception):
-    """The broker could not carry out a request; `reason` says why."""
+    """The broker failed to carry out `operation`; `reason` describes the failure."""
 
     def __init__(self, operation: str, reason: str) -> None:
         super().__init__(f"broker {operation} failed: {reason}")
@@ -75,7 +75,7 @@ class Broker(ABC):
 
     @abstractmethod
     async def is_healthy(self) -> bool:
-        """Whether the broker carries events right now (for /health)."""
+        """Return whether the broker carries events right now (for /health)."""
 
 
 class MemoryBroker(Broker):

@@ -15,7 +15,7 @@ from chat.broker import Broker
 logger = logging.getLogger(__name__)
 
 # Events one connection may have waiting to be sent. A person reads a chat at a few
-# events a second, so a connection this far behind has stopped reading; it is
+# events a second, so a connection this far behind has stopped reading. It is
 # closed with 4408 and recovers with `resume`.
 SEND_QUEUE_MAX_EVENTS = 256
 # Wait before retrying a database read that failed while filling a gap.
@@ -170,6 +170,10 @@ class Hub:
     def channel_count(self) -> int:
         return len(self._feeds)
 
+    def subscriber_count(self, channel: str) -> int:
+        feed = self._feeds.get(channel)
+        return len(feed.subscribers) if feed is not None else 0
+
     async def subscribe(self, subscriber: Subscriber) -> None:
         """Add `subscriber`; it receives every event passed on after this returns."""
         async with self._lock:
@@ -208,7 +212,7 @@ class Hub:
             logger.debug("chat hub: closed channel=%s", subscriber.channel)
 
     def deliver(self, channel: str, payload: str) -> None:
-        """Take one serialized event from the broker; never waits."""
+        """Queue one serialized event from the broker for its channel's feed, without waiting."""
         feed = self._feeds.get(channel)
         if feed is None:
             return

@@ -1,7 +1,7 @@
 """Who may read, write and moderate a channel, decided by the domain that owns it.
 
-Chat knows no domain package: each domain registers a `ChannelPolicy` for its
-channel prefix (`live` for `live:12`), and server.py does the registering.
+Chat imports no domain package. Each domain provides a `ChannelPolicy` for its
+channel prefix (`live` for `live:12`), and server.py registers it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ class ChannelRole(enum.StrEnum):
 class ChannelAccess:
     """What one person may do on one channel.
 
-    `closed` means the channel takes no new messages from anyone (a live that is
-    over); deletions stay possible so that a replay can still be cleaned up.
+    `closed` means the channel takes no new messages from anyone, as for a live
+    that is over. Deletions stay possible, so that a replay can still be cleaned up.
     """
 
     read: bool

@@ -51,10 +51,10 @@ class RedisBroker(Broker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
-        # The listener's client never retries inside redis-py: the listener is the
-        # one place that reconnects, so it always knows that events may have been
-        # missed. Publishing retries once, so that the first publish after a Redis
-        # restart replaces its pooled connection instead of failing.
+        # The listener's client never retries inside redis-py, because the listener
+        # must be the one place that reconnects: after each reconnection it has the
+        # missed events read back. Publishing retries once, so that the first publish
+        # after a Redis restart replaces its stale pooled connection instead of failing.
         self._listen_client = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=COMMAND_TIMEOUT_SECS,
@@ -103,8 +103,8 @@ class RedisBroker(Broker):
         await self._publish_client.aclose()
 
     def _listener_done(self, task: asyncio.Task[None]) -> None:
-        # The listener only ends by cancellation; anything else is a bug that would
-        # leave chat without fan-out, so it is logged and the listener restarted.
+        # The listener loop catches every Exception, so it ends only by cancellation
+        # or a BaseException; chat would be left without fan-out, so it restarts.
         if task.cancelled() or self._listener is not task:
             return
         error = task.exception()
@@ -125,6 +125,10 @@ class RedisBroker(Broker):
                     error,
                     delay,
                 )
+            except Exception:
+                # A bug must not end fan-out for good: log it and reconnect with the
+                # same backoff, so that a repeating failure cannot spin.
+                logger.exception("redis broker: listener failed; reconnecting in %.1f s", delay)
             self._set_state(ListenerState.RECONNECTING)
             if self.connections > connections_before:
                 delay = RECONNECT_INITIAL_SECS
@@ -188,9 +192,9 @@ class RedisBroker(Broker):
                 channel_count,
                 self.connections,
             )
-        # Whatever was published before the subscriptions were active is lost for
-        # this process, after a reconnection and for channels subscribed during the
-        # first connection alike; the hub reads it back from the database.
+        # Events published before the subscriptions were active are lost for this
+        # process. That holds after a reconnection and for channels subscribed during
+        # the first connection, so the hub reads them back from the database.
         self._reconnected()
 
     def _confirm(self, key: str) -> None:
@@ -212,8 +216,8 @@ class RedisBroker(Broker):
         self._channels.add(channel)
         pubsub = self._pubsub
         if pubsub is None or self.state is not ListenerState.CONNECTED:
-            # The listener subscribes every channel when it (re)connects, then asks
-            # the hub to read what was missed from the database.
+            # The listener subscribes every channel when it connects again, and then
+            # has the hub read the missed events from the database.
             return
         key = KEY_PREFIX + channel
         confirmed = asyncio.Event()

@@ -43,7 +43,7 @@ async def channel_events(request: Request) -> Response:
     """Return the channel's events after `after`, as the socket sends them.
 
     A deleted message comes with `"deleted": true` and an empty text, followed by its
-    deletion event. `has_more` tells whether another page follows `last_seq`.
+    deletion event. `has_more` is true when another page follows.
     """
     user = await require_user(request)
     channel: str = request.path_params["channel"]

@@ -169,8 +169,8 @@ class ChatService:
     ) -> StoredEvent:
         try:
             async with self.database.session() as session, session.begin():
-                # A retry is answered before any check, so it gets its ack even
-                # after the channel closed or the person hit the rate limit.
+                # A retry gets its ack before any check, even after the channel
+                # closed or the person reached the rate limit.
                 existing = await log.find_by_client_id(session, channel, author.id, client_id)
                 if existing is not None:
                     raise _AlreadyStoredError(existing.seq)
@@ -317,9 +317,9 @@ class ChatService:
         try:
             await self.broker.publish(event.channel, payload)
         except BrokerError as error:
-            # The event is stored, so the sender is not told to retry. This process
-            # delivers it itself; the others read it from the database when their
-            # broker connection comes back.
+            # The event is stored, so the sender must not retry. This process
+            # delivers it itself. The other processes read it from the database
+            # when their broker connection comes back or the next event shows a gap.
             logger.warning(
                 "chat publish channel=%s seq=%d failed, delivered locally only: %s",
                 event.channel,

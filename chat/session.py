@@ -42,8 +42,8 @@ RESUME_MAX_EVENTS = 5000
 HISTORY_PAGE_EVENTS = 500
 # A connection that sent this many malformed frames is closed with 4400.
 PROTOCOL_ERRORS_MAX = 20
-# How long a close frame may wait behind unsent data before the connection is
-# given up; a dropped slow consumer receives its 4408 only once it reads again.
+# How long a close frame may wait behind unsent data before the server stops
+# waiting. A dropped slow consumer receives its 4408 only once it reads again.
 CLOSE_TIMEOUT_SECS = 20.0
 
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -391,5 +391,5 @@ class ChatSession:
                 CLOSE_TIMEOUT_SECS,
             )
         except (WebSocketDisconnect, RuntimeError, OSError):
-            # The client is already gone: there is nobody left to tell.
+            # The client already left, so no close frame can reach it.
             return

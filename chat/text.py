@@ -20,7 +20,7 @@ class InvalidTextError(ValueError):
 
 
 def is_noncharacter(char: str) -> bool:
-    """Whether `char` is one of Unicode's 66 permanent noncharacters."""
+    """Return whether `char` is one of Unicode's 66 permanent noncharacters."""
     code_point = ord(char)
     return 0xFDD0 <= code_point <= 0xFDEF or (code_point & 0xFFFE) == 0xFFFE
 
@@ -30,11 +30,11 @@ def clean_text(raw: str) -> str:
 
     The text is NFC-normalized, CR LF and lone CR become LF, and leading and trailing
     white space is removed. Unassigned code points are accepted, so that emoji newer
-    than Python's Unicode tables get through; bidirectional controls are accepted too,
-    and the page shows each message isolated (`unicode-bidi: isolate`).
+    than Python's Unicode tables get through. Bidirectional controls are accepted too,
+    because the page shows each message isolated (`unicode-bidi: isolate`).
     """
-    # Lone surrogates come from JSON escapes such as "\ud800"; they cannot be
-    # encoded to UTF-8, so they are rejected before anything else looks at the text.
+    # Lone surrogates come from JSON escapes such as "\ud800". They cannot be
+    # encoded to UTF-8, so they are rejected before any other check.
     if any(unicodedata.category(char) == "Cs" for char in raw):
         raise InvalidTextError("unpaired surrogate")
 

@@ -142,7 +142,7 @@ async def test_resume_during_traffic_has_no_gap_or_repeat(cluster: Cluster, chan
         await sender.open()
     await senders[0].say("avant", "Avant")
 
-    # Four each, so that with "Avant" nobody reaches the rate limit of 5 in 5 s.
+    # Four each, so that with "Avant" each sender stays under the rate limit of 5 in 5 s.
     async def chat(sender: ChatClient, prefix: str) -> None:
         for index in range(4):
             await sender.say(f"{prefix}-{index}", f"message {index}")

@@ -99,7 +99,7 @@ async def test_send_retry_stores_once(room: Room) -> None:
     assert len(await stored_rows(room.database, room.channel)) == 1
 
 
-async def test_send_same_client_id_by_another_author_is_new(room: Room) -> None:
+async def test_send_client_id_scoped_to_author(room: Room) -> None:
     first = await room.service.send(room.channel, room.attendee, "c-1", "Oui")
     second = await room.service.send(room.channel, room.host, "c-1", "Oui")
     assert second.seq == first.seq + 1
