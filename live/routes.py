@@ -14,6 +14,7 @@ from starlette.routing import Route
 from accounts.models import User
 from core.database import utc_now
 from core.settings import DEFAULT_TIME_ZONE
+from core.timezones import to_local
 from core.web import (
     check_csrf,
     current_user,
@@ -118,10 +119,12 @@ def _form_context(values: dict[str, str], live: Live | None = None) -> dict[str,
 async def new_live(request: Request) -> Response:
     user = await require_user(request)
     if request.method == "GET":
+        # Today in the host's zone, as a starting point for the date picker.
+        today = to_local(utc_now(), user.time_zone).date()
         values = {
             "title": "",
             "description": "",
-            "start_day": "",
+            "start_day": today.isoformat(),
             "start_time": DEFAULT_START_TIME,
             "time_zone": user.time_zone,
             "duration_minutes": str(service.DEFAULT_DURATION_MINUTES),
