@@ -104,11 +104,13 @@ def remux_to_mp4(raw_path: Path, video_path: Path) -> None:
 
 
 def _media_streams(source: InputContainer) -> list[Stream]:
-    """Return the first video and the first audio stream, in that order, when present."""
+    """Return the first video and the first audio stream, in that order, leaving out a
+    stream that never received a packet: the demuxer then cannot tell its picture size
+    or sample rate, and the MP4 muxer rejects it."""
     streams: list[Stream] = []
-    if source.streams.video:
+    if source.streams.video and source.streams.video[0].codec_context.width > 0:
         streams.append(source.streams.video[0])
-    if source.streams.audio:
+    if source.streams.audio and source.streams.audio[0].codec_context.sample_rate > 0:
         streams.append(source.streams.audio[0])
     return streams
 

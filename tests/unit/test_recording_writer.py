@@ -166,6 +166,35 @@ def test_writer_keeps_audio_before_first_picture(tmp_path: Path) -> None:
     assert abs(first_picture.time - 0.5) < 0.1
 
 
+@pytest.mark.parametrize(
+    ("video", "audio", "expected_streams"),
+    [
+        pytest.param(False, True, ["audio"], id="camera-never-started"),
+        pytest.param(True, False, ["video"], id="microphone-never-started"),
+    ],
+)
+def test_stream_without_frames_is_left_out(
+    tmp_path: Path, video: bool, audio: bool, expected_streams: list[str]
+) -> None:
+    """Guards against a failed replay when the host's camera or microphone never sent a
+    frame: the MP4 muxer rejects a stream whose picture size or sample rate is unknown."""
+    raw = tmp_path / "raw.ts"
+    writer = TransportStreamWriter(raw, has_video=True, has_audio=True)
+    if video:
+        write_stretch(writer, 0.0, 3.0, audio=False)
+    if audio:
+        for index in range(150):
+            writer.write_audio((index + 1) * AUDIO_FRAME_SECS, sound())
+    writer.close()
+
+    media = finish_media(raw, tmp_path / "video.mp4", tmp_path / "poster.jpg")
+
+    assert abs(media.duration_seconds - 3.0) < 0.2
+    assert media.has_poster is video
+    with av.open(str(tmp_path / "video.mp4")) as container:
+        assert [stream.type for stream in container.streams] == expected_streams
+
+
 def test_writer_without_frames_creates_no_file(tmp_path: Path) -> None:
     raw = tmp_path / "raw.ts"
     writer = TransportStreamWriter(raw, has_video=True, has_audio=True)
