@@ -33,8 +33,9 @@ from recordings.writer import (
 logger = logging.getLogger(__name__)
 
 # Frames wait in the queue while the writer thread encodes. Above these sizes the
-# writer has fallen behind (an overloaded machine) and new frames are dropped: video
-# first, at about 3 s of backlog, and audio only at a size that video alone never reaches.
+# writer has fallen behind (an overloaded machine) and new frames are dropped. Video
+# goes first, at about 3 s of backlog (30 video and 50 audio frames per second), and
+# audio only at four times that, so the sound survives longest.
 VIDEO_DROP_QUEUE_SIZE = 250
 AUDIO_DROP_QUEUE_SIZE = 1000
 # Flushing x264 and closing the file takes well under a second; past this the disk hangs.

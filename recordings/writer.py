@@ -60,7 +60,7 @@ X264_OPTIONS = {
 # Used when audio has been arriving for FIRST_VIDEO_FRAME_WAIT_SECS without any video.
 DEFAULT_VIDEO_SIZE = (640, 360)
 # The container needs the picture size before its first packet, so audio waits this long
-# in memory for the first video frame (48 kHz mono float: under 2 MB).
+# in memory for the first video frame (10 s of 48 kHz 16-bit stereo is under 2 MB).
 FIRST_VIDEO_FRAME_WAIT_SECS = 10.0
 
 # Audio timestamps count samples, which keeps AAC frames contiguous, and are pulled back
