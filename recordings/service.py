@@ -174,6 +174,13 @@ async def finish_recording(
     _notify(live_id, recording_id, RecordingStatus.READY, None)
 
 
+async def fail_recording(database: Database, recording_id: int, reason: str) -> None:
+    """Mark a recording failed with `reason`, a French sentence shown to people, for a
+    caller that gives up on it (for example after `LiveRecorder.stop()` raised)."""
+    logger.warning("recording %s: marked failed by its owner: %s", recording_id, reason)
+    await _mark_failed(database, recording_id, reason)
+
+
 def finish_in_background(
     database: Database, settings: Settings, recording_id: int, started_at: datetime | None
 ) -> asyncio.Task[None]:

@@ -230,3 +230,29 @@ async def test_recover_finishes_processing_recording(
             )
         ).all()
     assert unfinished == []
+
+
+async def test_fail_recording_stores_reason(
+    database: Database, settings: Settings, live: Live
+) -> None:
+    statuses: list[tuple[RecordingStatus, str | None]] = []
+
+    def listen(
+        live_id: int, recording_id: int, status: RecordingStatus, reason: str | None
+    ) -> None:
+        statuses.append((status, reason))
+
+    recording_id, _ = await service.begin_recording(database, settings, live.id)
+    service.add_status_listener(listen)
+    try:
+        await service.fail_recording(database, recording_id, "La caméra a cessé d'envoyer.")
+    finally:
+        service.remove_status_listener(listen)
+
+    recording = await load_recording(database, recording_id)
+    assert recording.status is RecordingStatus.FAILED
+    assert recording.failure_reason == "La caméra a cessé d'envoyer."
+    assert recording.ended_at is not None
+    assert statuses == [(RecordingStatus.FAILED, "La caméra a cessé d'envoyer.")]
+    with pytest.raises(service.InvalidStatusChangeError, match="from failed to processing"):
+        await service.finish_recording(database, settings, recording_id, None)
