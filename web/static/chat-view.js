@@ -9,6 +9,7 @@ import { DEFAULT_TEXT_MAX_CHARS, countCodePoints } from "./chat.js";
 // up, the reader is reading history, so the list stays where it is.
 const FOLLOW_THRESHOLD_PX = 48;
 
+const CLOSED_MESSAGE = "La discussion est close : elle n'accepte plus de messages.";
 const DISCONNECTED_MESSAGE = "La connexion est perdue : réessayez dans un instant.";
 
 /**
@@ -66,11 +67,11 @@ function stoppedMessage(code, forbiddenMessage) {
     case CloseCode.FORBIDDEN:
       return forbiddenMessage;
     case CloseCode.NOT_FOUND:
-      return "Ce chat n'existe pas ou plus.";
+      return "Cette discussion n'existe pas ou plus.";
     case CloseCode.TOO_MANY_ERRORS:
-      return "Le chat s'est arrêté après trop d'erreurs. Rechargez la page.";
+      return "La discussion s'est arrêtée après trop d'erreurs. Rechargez la page.";
     default:
-      return "Le chat est fermé.";
+      return "La discussion est fermée.";
   }
 }
 
@@ -93,7 +94,7 @@ export class ChatView {
     this.error = root.querySelector("[data-chat-error]");
 
     this.setWritable(false);
-    this.showStatus("Connexion au chat…");
+    this.showStatus("Connexion à la discussion…");
     this.bindForm();
     this.bindClient();
   }
@@ -143,23 +144,26 @@ export class ChatView {
       }
       this.showError(detail.message);
     });
-    client.addEventListener("readonly", () => {
-      this.setWritable(false);
-      this.showStatus("Le chat est en lecture seule : le live est terminé.");
-    });
+    client.addEventListener("readonly", () => this.close());
     client.addEventListener("error", ({ detail }) => this.showError(detail.message));
     client.addEventListener("connection", ({ detail }) => this.showConnection(detail));
   }
 
   showConnection({ status, code }) {
     if (status === "synced") {
-      this.showStatus(this.client.canWrite ? "" : "Le chat est en lecture seule.");
+      this.showStatus(this.client.canWrite ? "" : CLOSED_MESSAGE);
     } else if (status === "reconnecting") {
       this.showStatus("Connexion perdue, reconnexion…");
     } else if (status === "stopped") {
       this.setWritable(false);
       this.showStatus(stoppedMessage(code, this.forbiddenMessage));
     }
+  }
+
+  /** Stops accepting messages, such as when the live ends; the host may still delete. */
+  close() {
+    this.setWritable(false);
+    this.showStatus(CLOSED_MESSAGE);
   }
 
   submit() {

@@ -211,6 +211,8 @@ class Stage {
     this.status.textContent = STATE_MESSAGES[state] ?? "";
     this.status.classList.toggle("on-air", state === LiveState.LIVE);
     if (FINISHED_STATES.has(state)) {
+      // the server answers read_only to any message from now on
+      this.chatView.close();
       this.stopCamera();
       if (!this.isHost) {
         this.video.srcObject = null;
