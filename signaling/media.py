@@ -40,7 +40,7 @@ ENDABLE_STATES = frozenset({LiveState.LIVE, LiveState.INTERRUPTED})
 
 
 class Listener(Protocol):
-    """An open signaling socket of a live, as the media manager sees it."""
+    """An open signaling socket of a live, in the form the media manager uses."""
 
     user_id: int
     role: PeerRole
@@ -274,8 +274,8 @@ class LiveMediaSession:
         return started_at
 
     async def _await_first_media(self) -> None:
-        # two probes start the relay's reading of both tracks, which drains the host
-        # peer's receive queues from now on; the first frame of either means media
+        # Two probes start the relay's reading of both tracks, which drains the host
+        # peer's receive queues from now on. The first frame of either means media.
         probes = [self.relay.subscribe(track, buffered=False) for track in (self.video, self.audio)]
         waits = [asyncio.ensure_future(probe.recv()) for probe in probes]
         try:
@@ -543,7 +543,7 @@ class MediaManager:
                 session.recording.finish_in_background(started_at)
 
     async def recording_status(self, live_id: int) -> dict[str, Any]:
-        """The `recording` object of the welcome frame."""
+        """Return the `recording` object of the welcome frame."""
         if self.recordings is None:
             return {"status": None, "reason": None}
         return await self.recordings.latest_status(live_id)
@@ -592,9 +592,9 @@ class MediaManager:
     async def close(self) -> None:
         """Release every session at server shutdown.
 
-        A live still on moves to interrupted, which its host may resume from another
-        process; its recorder is stopped, so its file is complete, and the Recording
-        row stays `recording` for this node to finish when it starts again.
+        A live still on moves to interrupted, from which its host may resume it. Its
+        recorder is stopped, so its file is complete, and the Recording row stays
+        `recording` for this node to finish when it starts again.
         """
         self._closed = True
         for live_id, session in list(self.sessions.items()):
@@ -612,5 +612,5 @@ class MediaManager:
 
 
 def create_media_manager(settings: Settings, database: Database) -> MediaManager:
-    """The manager for `app.state.media`, recording through the recordings package."""
+    """Create the manager of `app.state.media`, recording through the recordings package."""
     return MediaManager(settings, database, Recordings(database, settings))

@@ -21,7 +21,7 @@ from signaling.sdp import SDP_PARSE_ERRORS, InvalidOfferError, OfferPurpose, che
 
 logger = logging.getLogger(__name__)
 
-# What aiortc 1.16 raises when an offer that passed `check_offer` still cannot be
+# Exceptions that aiortc 1.16 raises when an offer that passed `check_offer` cannot be
 # negotiated: no codec in common, mismatched sections, a peer closed meanwhile.
 NEGOTIATION_ERRORS = (
     *SDP_PARSE_ERRORS,

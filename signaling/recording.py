@@ -39,8 +39,8 @@ class Recordings:
         service.remove_status_listener(listener)
 
     async def latest_status(self, live_id: int) -> dict[str, Any]:
-        """The `recording` object of the welcome frame: the status of the live's latest
-        recording and its French failure reason, both None when it has none."""
+        """Return the `recording` object of the welcome frame: the status of the live's
+        latest recording and its French failure reason, both None when it has none."""
         async with self.database.session() as session:
             recording = await service.latest_recording(session, live_id)
         if recording is None:
@@ -66,7 +66,7 @@ class LiveRecording:
     async def start(
         self, relay: MediaRelay, video: MediaStreamTrack, audio: MediaStreamTrack
     ) -> None:
-        """Create the Recording row (which tells its status listeners) and start the
+        """Create the Recording row (which notifies the status listeners) and start the
         recorder on two new subscriptions of the relay."""
         self.recording_id, path = await service.begin_recording(
             self.recordings.database, self.recordings.settings, self.live_id

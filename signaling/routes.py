@@ -62,7 +62,7 @@ def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
     cannot open the socket with the visitor's cookie.
 
     A browser always sends Origin on a WebSocket handshake; a client without one is not
-    a browser and holds no visitor's cookie. Without `site_url`, the origin's host must
+    a browser and carries no visitor's cookie. Without `site_url`, the origin's host must
     be the request's own Host header.
     """
     origin = websocket.headers.get("origin")
@@ -144,13 +144,13 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
     client = websocket.client.host if websocket.client else "?"
     if not origin_allowed(websocket, settings):
         logger.warning(
-            "signaling refused: origin %r client=%s", websocket.headers.get("origin"), client
+            "signaling rejected: origin %r client=%s", websocket.headers.get("origin"), client
         )
         await close_at_once(websocket, CloseCode.NOT_ALLOWED)
         return
     user = await current_user(websocket)
     if user is None:
-        logger.warning("signaling refused: not logged in client=%s", client)
+        logger.warning("signaling rejected: not logged in client=%s", client)
         await close_at_once(websocket, CloseCode.NOT_LOGGED_IN)
         return
     live_id = parse_live_id(websocket.path_params["live_id"])
@@ -167,11 +167,11 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
         await close_at_once(websocket, CloseCode.INTERNAL_ERROR)
         return
     if live is None:
-        logger.warning("signaling refused: no live %s user=%s", live_id, user.id)
+        logger.warning("signaling rejected: live %s not found user=%s", live_id, user.id)
         await close_at_once(websocket, CloseCode.NOT_FOUND)
         return
     if role is None:
-        logger.warning("signaling refused: live=%s user=%s not registered", live_id, user.id)
+        logger.warning("signaling rejected: live=%s user=%s not registered", live_id, user.id)
         await close_at_once(websocket, CloseCode.NOT_ALLOWED)
         return
 

@@ -1,4 +1,4 @@
-"""Checks on the SDP offers of `publish` and `watch` before a peer connection sees them."""
+"""Checks on the SDP offers of `publish` and `watch` before a peer connection reads them."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from dataclasses import dataclass
 
 from aiortc.sdp import MediaDescription, SessionDescription
 
-# What a host's offer may say about each track: it sends and receives nothing.
+# Directions a host's offer may declare for each track, since the host only sends.
 # Browsers write `sendrecv` when a track is added with addTrack instead of a
-# sendonly transceiver; the server's answer then says `recvonly`.
+# sendonly transceiver, and the server's answer then declares `recvonly`.
 PUBLISH_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
-# What a viewer's offer may say about each track.
+# Directions a viewer's offer may declare for each track, since the viewer only receives.
 WATCH_DIRECTIONS = frozenset({"recvonly", "sendrecv"})
 
-# Exceptions that aiortc 1.16's SDP parser lets escape on malformed input: ValueError
-# and IndexError on bad numbers and short lines, KeyError on an unknown `a=setup`
-# role, StopIteration on an `a=fmtp` or `a=rtcp-fb` line naming an undeclared payload
-# type, and AssertionError on a malformed `m=` or `a=fingerprint` line.
+# Exceptions that aiortc 1.16's SDP parser lets escape on malformed input. ValueError
+# and IndexError come from bad numbers and short lines, KeyError from an unknown
+# `a=setup` role, and StopIteration from an `a=fmtp` or `a=rtcp-fb` line that names an
+# undeclared payload type. AssertionError comes from a malformed `m=` or `a=fingerprint`.
 # NOTE: catching AssertionError is a deliberate departure from the usual rule, because
 # this parser reports syntax errors with `assert`.
 SDP_PARSE_ERRORS = (ValueError, IndexError, KeyError, StopIteration, AssertionError)
@@ -46,7 +46,7 @@ class OfferSummary:
 def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
     """Parse `sdp` and check that it is a complete offer for `purpose`.
 
-    An offer passes when it holds exactly one audio and one video section whose
+    An offer passes when it contains exactly one audio and one video section whose
     directions suit the purpose, ICE credentials, a DTLS fingerprint and at least one
     ICE candidate (candidates are not trickled). Raise InvalidOfferError otherwise.
     """

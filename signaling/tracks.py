@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 class PublishedTrack(MediaStreamTrack):
     """The live's audio or video track, fed by whichever host peer publishes now.
 
-    The host's track ends when its peer goes away; this one does not, so the relay, the
-    viewers' senders and the recorder keep running while the host reconnects, and simply
+    The host's track ends when its peer goes away, but this one does not. So the relay,
+    the viewers' senders and the recorder keep running while the host reconnects, and
     receive no frame meanwhile. `recv` raises MediaStreamError only after `stop`.
 
     Timestamps continue across sources. The first frame of the first source gets pts 0,

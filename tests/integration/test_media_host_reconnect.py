@@ -78,7 +78,7 @@ async def test_media_host_gone_ends_after_grace(data_dir: Path) -> None:
 
 async def test_media_shutdown_interrupts_live(data_dir: Path) -> None:
     """Guards against a server stop that leaves peers or tasks running, or leaves the
-    live marked live with nobody carrying it."""
+    live marked live with no process carrying it."""
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)
         client, viewer = await start_watching(setting, setting.viewer_cookie, publisher)

@@ -25,7 +25,7 @@ from tests.support.signaling_peers import (
 
 # Frames counted per viewer: three seconds of picture.
 WINDOW_FRAMES = 3 * PICTURE_FRAME_RATE
-# Share of the frames sent that a viewer must decode; frames are lost only to packet
+# Share of the frames sent that a viewer must decode. Frames are lost only to packet
 # loss or a congested machine, so a correct relay stays well above it.
 MIN_DECODED_SHARE = 2 / 3
 # A viewer who joins a live in progress must see a picture this soon after its peer
@@ -115,7 +115,7 @@ async def test_media_relay_end_closes_live(data_dir: Path) -> None:
             assert live is not None
             assert live.state is LiveState.ENDED
 
-        # the recording is finished into an on-demand video, and everyone is told
+        # the recording is finished into an on-demand video, and every socket hears of it
         await client.until("recording", status="processing")
         await client.until("recording", status="ready")
         async with setting.database.session() as session:

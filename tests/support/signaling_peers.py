@@ -47,7 +47,7 @@ PICTURE_FRAME_RATE = 20
 # RTP clock rate of video: pts count 1/90000 s.
 VIDEO_CLOCK_RATE = 90_000
 # The frame number is written as NUMBER_BITS blocks of BLOCK_WIDTH x BLOCK_HEIGHT pixels,
-# most significant first; numbers repeat every 2**NUMBER_BITS frames (51 s at 20 fps).
+# most significant first. Numbers repeat every 2**NUMBER_BITS frames (51 s at 20 fps).
 NUMBER_BITS = 10
 BLOCK_WIDTH = PICTURE_WIDTH // NUMBER_BITS
 BLOCK_HEIGHT = 48
