@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import accounts.routes
+import chat.routes
+import live.demo
+import live.routes
+import recordings.routes
+import recordings.service
+import signaling.media
+import signaling.routes
+from chat.broker import create_broker
+from chat.service import ChatService
 from core.database import Database
 from core.settings import (
     DEFAULT_DATA_DIR,
@@ -32,6 +42,7 @@ from core.settings import (
     parse_ice_servers,
 )
 from core.web import WEB_DIR, LoginRequired, build_templates, database_of, render
+from live.channel_policy import LiveChannelPolicy
 
 logger = logging.getLogger("veillee.server")
 
@@ -50,6 +61,8 @@ async def health(request: Request) -> Response:
         logger.warning("health: database check failed: %s", error)
         checks["database"] = "error"
     # wiring:health
+    chat_service: ChatService = request.app.state.chat
+    checks["broker"] = "ok" if await chat_service.is_broker_healthy() else "error"
     healthy = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if healthy else "degraded", **checks},
@@ -108,6 +121,14 @@ def create_app(settings: Settings) -> Starlette:
         settings.recordings_dir.mkdir(parents=True, exist_ok=True)
         await database.create_schema()
         # wiring:startup
+        await recordings.service.recover_interrupted(database, settings)
+        app.state.media = signaling.media.create_media_manager(settings, database)
+        chat_service = ChatService(database, create_broker(settings.redis_url))
+        chat_service.policies.register("live", LiveChannelPolicy())
+        await chat_service.start()
+        app.state.chat = chat_service
+        if settings.demo:
+            await live.demo.set_up_demo(database, settings)
         logger.info(
             "started node=%s database=%s broker=%s recordings=%s ice_servers=%d",
             settings.node_name,
@@ -120,6 +141,9 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             # wiring:shutdown
+            await app.state.media.close()
+            await chat_service.stop()
+            await recordings.service.wait_for_finishing()
             await database.dispose()
             logger.info("stopped node=%s", settings.node_name)
 
@@ -127,7 +151,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/health", health, name="health"),
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
         *accounts.routes.routes,
+        *live.routes.routes,
         # wiring:routes
+        *recordings.routes.routes,
+        *signaling.routes.routes,
+        *chat.routes.routes,
     ]
     app = Starlette(
         routes=routes,
@@ -148,6 +176,21 @@ def create_app(settings: Settings) -> Starlette:
     app.state.database = database
     app.state.templates = templates
     return app
+
+
+class SecretPathFilter(logging.Filter):
+    """Mask the token in iCalendar feed paths in uvicorn's access log: the token is the
+    feed's only credential."""
+
+    _pattern = re.compile(r"/calendar/[^/\s.\"]+\.ics")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._pattern.sub("/calendar/***.ics", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -226,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server.py: {error}", file=sys.stderr)
         return 2
     app = create_app(settings)
+    logging.getLogger("uvicorn.access").addFilter(SecretPathFilter())
     config = uvicorn.Config(
         app,
         host=settings.host,
