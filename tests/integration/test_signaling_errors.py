@@ -82,7 +82,11 @@ async def test_signaling_errors_frame_codes(data_dir: Path) -> None:
         await host.send({"type": "nope", "client_id": "c-42"})
         assert (await host.recv_type("error"))["ref"] == "c-42"
 
-        # a real offer that waited for no candidate
+        # a new connection, because the frames above used most of the error budget
+        await host.close()
+        host = await SignalingClient.open(setting.ws_url, setting.live_id, setting.host_cookie)
+
+        # a real offer that waited for no candidate, then with broken candidates
         publisher = Publisher()
         offer = await publisher.offer()
         without_candidates = "".join(
@@ -92,6 +96,14 @@ async def test_signaling_errors_frame_codes(data_dir: Path) -> None:
         )
         await host.send({"type": "publish", "sdp": without_candidates})
         assert (await host.recv_type("error"))["code"] == "invalid_sdp"
+        candidate = next(line for line in offer.splitlines() if line.startswith("a=candidate"))
+        for broken in (
+            "a=candidate:bad",
+            "a=candidate:1 1 udp x 192.0.2.2 9 typ host",
+            "a=candidate:1 1 udp 1 192.0.2.2 9 typ",
+        ):
+            await host.send({"type": "publish", "sdp": offer.replace(candidate, broken)})
+            assert (await host.recv_type("error"))["code"] == "invalid_sdp", broken
         await publisher.close()
 
         other = await SignalingClient.open(setting.ws_url, setting.live_id, setting.viewer_cookie)
