@@ -109,9 +109,9 @@ class ViewerPeer:
 class LiveMediaSession:
     """The media of one live on this process, from the host's publish to its end.
 
-    Logged as `LiveMediaSession(<live id>)`. Every method is called with the manager's
-    lock of this live held, except `_host_lost` and `_viewer_lost` (peer callbacks),
-    which start a task that takes it.
+    Logged as `LiveMediaSession(<live id>)`. The public methods are called with the
+    manager's lock of this live held. Peer callbacks and background tasks take the lock
+    themselves.
     """
 
     def __init__(self, live_id: int, manager: MediaManager) -> None:
@@ -510,6 +510,8 @@ class MediaManager:
             if state in FINISHED_STATES:
                 raise ProtocolError(ErrorCode.LIVE_ENDED)
             session = self.sessions.get(live_id)
+            # TODO: reach the live's media process from other server processes; until
+            # then a viewer connected to another process than the host's gets not_live.
             if state is not LiveState.LIVE or session is None or not session.is_watchable:
                 raise ProtocolError(ErrorCode.NOT_LIVE)
             try:

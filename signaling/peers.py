@@ -90,6 +90,7 @@ class ServerPeer:
         self.state = PeerState.NEW
         self.remote_tracks: list[MediaStreamTrack] = []
         self._on_lost = on_lost
+        self._lost_reported = False
         self._created_monotonic = time.monotonic()
         self._connected_monotonic: float | None = None
         self.pc = RTCPeerConnection(ice_configuration(ice_servers))
@@ -109,7 +110,7 @@ class ServerPeer:
         Raise InvalidOfferError when the offer cannot be negotiated; the peer is then
         left for the caller to close.
         """
-        check_offer(offer_sdp, purpose)
+        summary = check_offer(offer_sdp, purpose)
         self._move(PeerState.NEW, PeerState.CONNECTING)
 
         try:
@@ -132,10 +133,11 @@ class ServerPeer:
         if description is None:
             raise InvalidOfferError("L'offre SDP n'a pas pu être négociée.")
         logger.info(
-            "%r live=%s: answered %s offer in %.2f s",
+            "%r live=%s: answered %s offer with %d candidates in %.2f s",
             self,
             self.live_id,
             purpose.value,
+            summary.candidate_count,
             time.monotonic() - self._created_monotonic,
         )
         sdp: str = description.sdp
@@ -173,7 +175,9 @@ class ServerPeer:
             )
         elif connection_state in {"failed", "closed"} and self.state is not PeerState.CLOSED:
             logger.warning("%r live=%s: connection %s", self, self.live_id, connection_state)
-            self._on_lost(self)
+            if not self._lost_reported:
+                self._lost_reported = True
+                self._on_lost(self)
 
     def _move(self, expected: PeerState, new_state: PeerState) -> None:
         if self.state is not expected or new_state not in PEER_TRANSITIONS[expected]:
@@ -185,5 +189,5 @@ class ServerPeer:
         self.state = new_state
 
     def track_of(self, kind: str) -> MediaStreamTrack | None:
-        """The remote track of `kind` received from the browser, if any."""
+        """Return the remote track of `kind` received from the browser, if any."""
         return next((track for track in self.remote_tracks if track.kind == kind), None)
