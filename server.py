@@ -43,6 +43,7 @@ from core.settings import (
 )
 from core.web import WEB_DIR, LoginRequired, build_templates, database_of, render
 from live.channel_policy import LiveChannelPolicy
+from migrations.runner import upgrade_to_head
 
 logger = logging.getLogger("veillee.server")
 
@@ -119,7 +120,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.recordings_dir.mkdir(parents=True, exist_ok=True)
-        await database.create_schema()
+        await upgrade_to_head(database, settings.data_dir)
         # wiring:startup
         await recordings.service.recover_interrupted(database, settings)
         app.state.media = signaling.media.create_media_manager(settings, database)

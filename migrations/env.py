@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.database import UTCDateTime
 from migrations.models import load_metadata
 
 target_metadata = load_metadata()
+
+
+def render_item(kind: str, item: Any, autogen_context: Any) -> str | Literal[False]:
+    """Write UTCDateTime columns as plain timezone-aware DateTime, so that migrations
+    do not import application code that may change later."""
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_on_connection(connection: Connection) -> None:
@@ -23,6 +33,7 @@ def run_on_connection(connection: Connection) -> None:
         # SQLite cannot ALTER most column properties; batch mode copies the table.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -18,6 +18,7 @@ from accounts.models import User
 from core.database import Database, utc_now
 from core.settings import Settings
 from live.models import Live, LiveState
+from migrations.runner import upgrade_to_head
 from recordings.writer import TransportStreamWriter, write_started_at
 
 TEST_SECRET_KEY = "test-secret-key-for-recordings"
@@ -36,8 +37,10 @@ def recording_settings(data_dir: Path, node_name: str = TEST_NODE_NAME) -> Setti
 
 
 async def open_database(settings: Settings) -> Database:
+    """Open the settings' SQLite file with the schema the server's migrations create,
+    so that a server started later on the same file finds it at head."""
     database = Database(settings.resolved_database_url)
-    await database.create_schema()
+    await upgrade_to_head(database, settings.data_dir)
     return database
 
 
