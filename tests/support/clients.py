@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -62,3 +63,30 @@ def log_in(base_url: str, account: Account) -> httpx.Client:
 def cookie_header(client: httpx.Client) -> str:
     """The Cookie header a WebSocket client needs to share `client`'s session."""
     return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+def schedule_live(client: httpx.Client, title: str) -> int:
+    """Schedule a live for tomorrow at 20:30, Paris time, through the form; return its id."""
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    form_page = client.get("/lives/new")
+    response = client.post(
+        "/lives/new",
+        data={
+            "csrf_token": csrf_from(form_page.text),
+            "title": title,
+            "description": "",
+            "start_day": tomorrow.isoformat(),
+            "start_time": "20:30",
+            "time_zone": "Europe/Paris",
+            "duration_minutes": "60",
+        },
+    )
+    if response.status_code != 303:
+        raise AssertionError(f"scheduling failed with {response.status_code}")
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def register_for_live(client: httpx.Client, live_id: int) -> httpx.Response:
+    """Press the live page's one-click registration button; return the POST's response."""
+    page = client.get(f"/lives/{live_id}")
+    return client.post(f"/lives/{live_id}/register", data={"csrf_token": csrf_from(page.text)})
