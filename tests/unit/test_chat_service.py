@@ -1,4 +1,4 @@
-"""The chat service against a real SQLite database: seq, retries, deletions, history,
+"""The chat service against real SQLite and PostgreSQL databases: seq, retries, deletions, history,
 validation, rate limit and database failures."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -47,8 +46,8 @@ class Room:
 
 
 @pytest.fixture
-async def room(tmp_path: Path) -> AsyncIterator[Room]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}")
+async def room(database_url: str) -> AsyncIterator[Room]:
+    database = Database(database_url)
     await database.create_schema()
     host, attendee, outsider = await create_people(database, ["Claire", "Karim", "Inès"])
     live_id = await create_live(database, host.id, [attendee.id])

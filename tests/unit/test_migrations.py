@@ -24,9 +24,9 @@ def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
-async def test_migrations_match_models(tmp_path: Path) -> None:
+async def test_migrations_match_models(database_url: str, tmp_path: Path) -> None:
     """Guards against a model change shipped without its migration."""
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'fresh.sqlite3'}")
+    database = Database(database_url)
     try:
         await upgrade_to_head(database, tmp_path)
         async with database.engine.connect() as connection:
@@ -38,8 +38,8 @@ async def test_migrations_match_models(tmp_path: Path) -> None:
     assert {"users", "lives", "chat_events", "recordings", "alembic_version"} <= tables
 
 
-async def test_migrations_run_twice_harmlessly(tmp_path: Path) -> None:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'again.sqlite3'}")
+async def test_migrations_run_twice_harmlessly(database_url: str, tmp_path: Path) -> None:
+    database = Database(database_url)
     try:
         await upgrade_to_head(database, tmp_path)
         await upgrade_to_head(database, tmp_path)
