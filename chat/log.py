@@ -64,8 +64,17 @@ class StoredEvent:
 
 
 def dump_frame(frame: dict[str, Any]) -> str:
-    """Serialize a frame compactly; text stays UTF-8 rather than \\u escapes."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """Serialize a frame compactly, with text as UTF-8 rather than \\u escapes.
+
+    UTF-8 cannot encode an unpaired surrogate, which an error frame's `ref` may repeat
+    from the client's frame, so such a frame is written with JSON escapes instead.
+    """
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(frame, separators=(",", ":"))
+    return text
 
 
 def format_timestamp(moment: datetime) -> str:

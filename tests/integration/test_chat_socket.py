@@ -225,6 +225,27 @@ async def test_socket_bad_frames_leave_others_undisturbed(site: Site) -> None:
     await lucie.close()
 
 
+async def test_socket_surrogate_client_id_keeps_connection(site: Site) -> None:
+    """A `client_id` with an unpaired surrogate comes back JSON-escaped in the error's
+    `ref`. Sent raw, UTF-8 cannot encode it, and the server closed with 1011."""
+    lucie = await site.client("Lucie")
+    await lucie.open()
+    cases = [
+        ('{"type": "chanter", "client_id": "\\ud800"}', "unknown_type"),
+        ('{"type": "send", "client_id": "\\udfff", "text": "x"}', "invalid_frame"),
+    ]
+    for raw, code in cases:
+        await lucie.connection.send(raw)
+        frame = await lucie.recv_type("error")
+        assert frame["code"] == code
+        # The escape the client sent comes back as the same string.
+        assert frame["ref"] == json.loads(raw)["client_id"]
+
+    await lucie.send({"type": "ping"})
+    assert (await lucie.recv())["type"] == "pong"
+    await lucie.close()
+
+
 async def test_socket_too_many_protocol_errors_closes_4400(site: Site) -> None:
     karim = await site.client("Karim")
     lucie = await site.client("Lucie")
