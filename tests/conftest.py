@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from core.database import Database
+from migrations.models import load_metadata
 from tests.support.postgres import PostgresServer
 from tests.support.processes import RedisServer
 
@@ -56,3 +58,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.create_database()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """An open Database with every table, on each backend."""
+    load_metadata()
+    db = Database(database_url)
+    await db.create_schema()
+    yield db
+    await db.dispose()

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from accounts import service
 from accounts.service import AccountError
 from core.database import Database
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
-    await db.create_schema()
-    yield db
-    await db.dispose()
 
 
 async def test_create_user_hashes_password(database: Database) -> None:

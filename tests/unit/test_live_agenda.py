@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,14 +16,6 @@ from live.service import LiveDetails
 
 # Friday 4 December 2026, 19:00 in Paris (UTC+1 in winter), 22:00 in La Réunion (UTC+4).
 NOW = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
-    await db.create_schema()
-    yield db
-    await db.dispose()
 
 
 async def make_user(database: Database, name: str) -> User:

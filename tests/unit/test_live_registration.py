@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +15,6 @@ from live.models import Live, LiveState
 from live.service import LiveDetails, LiveError
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
-    await db.create_schema()
-    yield db
-    await db.dispose()
 
 
 async def make_user(database: Database, name: str) -> User:

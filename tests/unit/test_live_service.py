@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -27,14 +26,6 @@ VALID_FORM = {
     "time_zone": "Europe/Paris",
     "duration_minutes": "60",
 }
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}")
-    await db.create_schema()
-    yield db
-    await db.dispose()
 
 
 async def make_user(database: Database, name: str, time_zone: str = "Europe/Paris") -> User:
