@@ -1,0 +1,1 @@
+"""Mentor profiles, help requests, matching and private conversations."""
