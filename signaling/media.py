@@ -170,7 +170,9 @@ class LiveMediaSession:
         audio = peer.track_of("audio")
         if video is None or audio is None:
             await peer.close()
-            raise InvalidOfferError("L'offre SDP de l'hôte doit envoyer l'audio et la vidéo.")
+            raise InvalidOfferError(
+                "L'offre SDP pour animer le live doit envoyer l'audio et la vidéo."
+            )
 
         # plug the new peer into the relay's sources
         self.host = peer

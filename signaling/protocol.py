@@ -38,12 +38,12 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_FRAME: "Le message reçu est incomplet ou mal formé.",
     ErrorCode.UNKNOWN_TYPE: "Ce type de message n'existe pas sur cette connexion.",
     ErrorCode.TOO_LARGE: "Le message dépasse la taille maximale de 16 384 octets.",
-    ErrorCode.FORBIDDEN: "Seul l'hôte du direct peut faire cela.",
+    ErrorCode.FORBIDDEN: "Seule la personne qui anime le live peut faire cela.",
     ErrorCode.TRY_AGAIN: "Le serveur est momentanément indisponible. Réessayez dans un instant.",
     ErrorCode.INVALID_SDP: "La description de la connexion vidéo est invalide.",
-    ErrorCode.NOT_LIVE: "Le direct n'a pas encore commencé.",
-    ErrorCode.LIVE_ENDED: "Ce direct est terminé.",
-    ErrorCode.ALREADY_PUBLISHING: "Votre caméra est déjà diffusée dans ce direct.",
+    ErrorCode.NOT_LIVE: "Le live n'a pas encore commencé.",
+    ErrorCode.LIVE_ENDED: "Ce live est terminé.",
+    ErrorCode.ALREADY_PUBLISHING: "Votre caméra est déjà diffusée dans ce live.",
 }
 
 
@@ -60,13 +60,13 @@ class CloseCode(enum.IntEnum):
 
 # Maps each close code the endpoint sends to its French reason (at most 123 bytes).
 CLOSE_REASONS: dict[CloseCode, str] = {
-    CloseCode.NORMAL: "Direct terminé.",
+    CloseCode.NORMAL: "Live terminé.",
     CloseCode.GOING_AWAY: "Le serveur redémarre.",
     CloseCode.INTERNAL_ERROR: "Erreur du serveur.",
     CloseCode.TOO_MANY_ERRORS: "Trop de messages invalides.",
     CloseCode.NOT_LOGGED_IN: "Connectez-vous pour continuer.",
-    CloseCode.NOT_ALLOWED: "Inscrivez-vous à ce direct pour le suivre.",
-    CloseCode.NOT_FOUND: "Ce direct n'existe pas.",
+    CloseCode.NOT_ALLOWED: "Inscrivez-vous à ce live pour le suivre.",
+    CloseCode.NOT_FOUND: "Ce live n'existe pas.",
     CloseCode.TOO_SLOW: "Connexion trop lente.",
 }
 

@@ -65,10 +65,10 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
 
     if purpose is OfferPurpose.PUBLISH:
         allowed = PUBLISH_DIRECTIONS
-        direction_message = "L'offre SDP de l'hôte doit envoyer l'audio et la vidéo."
+        direction_message = "L'offre SDP pour animer le live doit envoyer l'audio et la vidéo."
     else:
         allowed = WATCH_DIRECTIONS
-        direction_message = "L'offre SDP d'un spectateur doit recevoir l'audio et la vidéo."
+        direction_message = "L'offre SDP pour suivre le live doit recevoir l'audio et la vidéo."
     for media in (audio, video):
         if media.direction not in allowed:
             raise InvalidOfferError(direction_message)
