@@ -21,6 +21,10 @@ from core.database import Base, UTCDateTime, utc_now
 
 CHANNEL_NAME_MAX_CHARS = 64
 CLIENT_ID_MAX_CHARS = 64
+# The largest seq a channel can reach: `seq` is an Integer column, 32 bits on
+# PostgreSQL. A larger number names no event, and a database driver rejects it as a
+# query parameter (SQLite above 2**63 - 1 with OverflowError).
+SEQ_MAX = 2**31 - 1
 
 
 class EventKind(enum.StrEnum):

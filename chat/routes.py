@@ -9,6 +9,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from chat.errors import AccessDeniedError, CloseCode
+from chat.models import SEQ_MAX
 from chat.service import ChatService
 from chat.session import ChatSession
 from core.web import require_user, settings_of
@@ -27,16 +28,26 @@ async def chat_socket(websocket: WebSocket) -> None:
     await ChatSession(websocket, chat_of(websocket), settings_of(websocket), channel).run()
 
 
-def _query_integer(request: Request, name: str, default: int, minimum: int) -> int:
+def _query_integer(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
+    """Return the query parameter `name` as an integer, lowered to `maximum` when above it."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or int(raw) < minimum:
-        raise HTTPException(
-            status_code=400,
-            detail=f"Le paramètre {name} doit être un entier supérieur ou égal à {minimum}.",
-        )
-    return int(raw)
+    if not raw.isascii() or not raw.isdigit():
+        raise _invalid_parameter(name, minimum)
+    digits = raw.lstrip("0") or "0"
+    # Compared by length first, because int() rejects strings of more than 4,300 digits.
+    value = maximum if len(digits) > len(str(maximum)) else min(int(digits), maximum)
+    if value < minimum:
+        raise _invalid_parameter(name, minimum)
+    return value
+
+
+def _invalid_parameter(name: str, minimum: int) -> HTTPException:
+    return HTTPException(
+        status_code=400,
+        detail=f"Le paramètre {name} doit être un entier supérieur ou égal à {minimum}.",
+    )
 
 
 async def channel_events(request: Request) -> Response:
@@ -47,9 +58,9 @@ async def channel_events(request: Request) -> Response:
     """
     user = await require_user(request)
     channel: str = request.path_params["channel"]
-    after = _query_integer(request, "after", default=0, minimum=0)
-    limit = min(
-        _query_integer(request, "limit", default=EVENTS_PAGE_MAX, minimum=1), EVENTS_PAGE_MAX
+    after = _query_integer(request, "after", default=0, minimum=0, maximum=SEQ_MAX)
+    limit = _query_integer(
+        request, "limit", default=EVENTS_PAGE_MAX, minimum=1, maximum=EVENTS_PAGE_MAX
     )
 
     service = chat_of(request)

@@ -23,7 +23,7 @@ from chat.broker import Broker, BrokerError
 from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
 from chat.hub import SEND_QUEUE_MAX_EVENTS, Hub
 from chat.log import Person, StoredEvent
-from chat.models import ChannelEvent, EventKind
+from chat.models import SEQ_MAX, ChannelEvent, EventKind
 from chat.policy import ChannelAccess, PolicyRegistry
 from chat.text import InvalidTextError, clean_text
 from core.database import Database, utc_now
@@ -251,6 +251,9 @@ class ChatService:
         channel is closed, so that a replay can still be cleaned up. Deleting a
         message again stores nothing and returns the first deletion's seq.
         """
+        if seq > SEQ_MAX:
+            raise ChatError(ErrorCode.NOT_FOUND)
+
         started = time.monotonic()
         try:
             async with self.database.session() as session, session.begin():

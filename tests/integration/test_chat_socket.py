@@ -198,6 +198,8 @@ async def test_socket_bad_frames_leave_others_undisturbed(site: Site) -> None:
         ('{"type": "delete", "seq": 0}', "invalid_frame", None),
         ('{"type": "delete", "seq": "1"}', "invalid_frame", None),
         ('{"type": "delete", "seq": 424242}', "not_found", None),
+        # Above every integer column: the database driver raised OverflowError (1011).
+        ('{"type": "delete", "seq": 9223372036854775808}', "not_found", None),
         (json.dumps({"type": "delete", "seq": first}), "forbidden", None),
         ('{"type": "resume", "after": -1}', "invalid_frame", None),
         ('{"type": "resume", "after": 0}', "invalid_frame", None),
@@ -244,6 +246,31 @@ async def test_socket_surrogate_client_id_keeps_connection(site: Site) -> None:
     await lucie.send({"type": "ping"})
     assert (await lucie.recv())["type"] == "pong"
     await lucie.close()
+
+
+async def test_events_endpoint_huge_numbers(site: Site) -> None:
+    """Numbers above the seq column, or longer than int() parses, ended in a 500."""
+    karim = await site.client("Karim")
+    await karim.open()
+    seq = await karim.say("k-1", "Bonsoir")
+    url = f"{site.url}/api/chat/{site.channel}/events"
+    headers = {"Cookie": site.cookies["Lucie"]}
+    async with httpx.AsyncClient(headers=headers) as http:
+        for after in (str(2**63), "9" * 5000, "0" * 5000 + "1"):
+            response = await http.get(url, params={"after": after})
+            assert response.status_code == 200, after[:30]
+            assert response.json()["events"] == []
+            assert response.json()["has_more"] is False
+
+        response = await http.get(url, params={"after": "0" * 30, "limit": "9" * 5000})
+        assert response.status_code == 200
+        assert [event["seq"] for event in response.json()["events"]] == [seq]
+
+        for params in ({"after": "-1"}, {"after": "1e3"}, {"limit": "0" * 5000}):
+            response = await http.get(url, params=params)
+            assert response.status_code == 400, params
+            assert response.json()["error"]["message"].startswith("Le paramètre")
+    await karim.close()
 
 
 async def test_socket_too_many_protocol_errors_closes_4400(site: Site) -> None:

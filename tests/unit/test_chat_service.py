@@ -155,6 +155,16 @@ async def test_delete_unknown_message_is_not_found(room: Room, seq: int) -> None
     assert raised.value.code is ErrorCode.NOT_FOUND
 
 
+@pytest.mark.parametrize("seq", [2**31, 2**63, 10**30])
+async def test_delete_seq_beyond_column_not_found(room: Room, seq: int) -> None:
+    """A seq above the column's range reached the database driver, which rejected it."""
+    await room.service.send(room.channel, room.attendee, "a1", "Bonsoir")
+    with pytest.raises(ChatError) as raised:
+        await room.service.delete(room.channel, room.host, seq)
+    assert raised.value.code is ErrorCode.NOT_FOUND
+    assert await room.service.last_seq(room.channel) == 1
+
+
 async def test_events_after_include_deletions(room: Room) -> None:
     kept = await room.service.send(room.channel, room.attendee, "a1", "Merci !")
     removed = await room.service.send(room.channel, room.attendee, "a2", "Hors sujet")
