@@ -7,14 +7,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from chat.policy import NO_ACCESS, ChannelAccess
 from live.access import LiveRole, live_role
-from live.models import Live, LiveState
+from live.models import LIVE_ID_MAX, Live, LiveState
 
 # A live in one of these states accepts no new chat messages; the history stays
 # readable for the replay.
 CLOSED_STATES = frozenset({LiveState.ENDED, LiveState.CANCELLED})
-
-# Live ids are database integer keys; 18 digits stay inside a signed 64-bit integer.
-LIVE_ID_MAX_DIGITS = 18
 
 
 class LiveChannelPolicy:
@@ -23,9 +20,9 @@ class LiveChannelPolicy:
     async def access(self, session: AsyncSession, key: str, user_id: int) -> ChannelAccess | None:
         # Only the canonical spelling names a channel: `live:012` would otherwise be
         # a second channel of live 12 with its own sequence numbers.
-        if not key.isascii() or not key.isdigit() or len(key) > LIVE_ID_MAX_DIGITS:
+        if not key.isascii() or not key.isdigit() or len(key) > len(str(LIVE_ID_MAX)):
             return None
-        if str(int(key)) != key:
+        if str(int(key)) != key or int(key) > LIVE_ID_MAX:
             return None
 
         live = await session.get(Live, int(key))

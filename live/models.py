@@ -11,6 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from accounts.models import User
 from core.database import Base, UTCDateTime, utc_now
 
+# The largest live id: `id` is an Integer column, 32 bits on PostgreSQL. A larger
+# number names no live, and a database driver rejects it as a query parameter.
+LIVE_ID_MAX = 2**31 - 1
+
 
 class LiveState(enum.StrEnum):
     """scheduled -> open (lobby, host testing the camera) -> live -> ended;

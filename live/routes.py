@@ -25,7 +25,7 @@ from core.web import (
 )
 from live import calendar, service
 from live.access import LiveRole, live_role
-from live.models import Live, LiveState
+from live.models import LIVE_ID_MAX, Live, LiveState
 from live.service import LiveDetails, LiveError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,14 @@ LIVE_NOT_FOUND = "Ce live n'existe pas."
 
 def _viewer_zone(user: User | None) -> str:
     return user.time_zone if user else DEFAULT_TIME_ZONE
+
+
+def _live_id(request: Request) -> int:
+    """Return the live id of the request's path; raise a 404 when it is above LIVE_ID_MAX."""
+    live_id: int = request.path_params["live_id"]
+    if live_id > LIVE_ID_MAX:
+        raise HTTPException(404, LIVE_NOT_FOUND)
+    return live_id
 
 
 def _site_url(request: Request) -> str:
@@ -146,7 +154,7 @@ async def new_live(request: Request) -> Response:
 
 async def edit_live(request: Request) -> Response:
     user = await require_user(request)
-    live_id: int = request.path_params["live_id"]
+    live_id = _live_id(request)
     async with database_of(request).session() as session:
         live = await service.get_live(session, live_id)
     if live is None:
@@ -215,13 +223,13 @@ async def _render_live_page(
 
 
 async def live_page(request: Request) -> Response:
-    return await _render_live_page(request, request.path_params["live_id"])
+    return await _render_live_page(request, _live_id(request))
 
 
 async def _user_for_action(request: Request) -> tuple[User | None, int]:
     """Return the logged-in user (None when logged out) and the live id, after checking
     the CSRF token of a logged-in person's form."""
-    live_id: int = request.path_params["live_id"]
+    live_id = _live_id(request)
     user = await current_user(request)
     if user is not None:
         check_csrf(request, await request.form())
@@ -333,11 +341,11 @@ async def calendar_feed(request: Request) -> Response:
 routes = [
     Route("/", agenda, name="agenda"),
     Route("/lives/new", new_live, methods=["GET", "POST"], name="new_live"),
-    Route("/lives/{live_id:int}", live_page, name="live"),
-    Route("/lives/{live_id:int}/edit", edit_live, methods=["GET", "POST"], name="edit_live"),
-    Route("/lives/{live_id:int}/register", register, methods=["POST"], name="register"),
-    Route("/lives/{live_id:int}/unregister", unregister, methods=["POST"], name="unregister"),
-    Route("/lives/{live_id:int}/cancel", cancel, methods=["POST"], name="cancel_live"),
+    Route("/lives/{live_id:id}", live_page, name="live"),
+    Route("/lives/{live_id:id}/edit", edit_live, methods=["GET", "POST"], name="edit_live"),
+    Route("/lives/{live_id:id}/register", register, methods=["POST"], name="register"),
+    Route("/lives/{live_id:id}/unregister", unregister, methods=["POST"], name="unregister"),
+    Route("/lives/{live_id:id}/cancel", cancel, methods=["POST"], name="cancel_live"),
     Route("/my-agenda", my_agenda, name="my_agenda"),
     Route("/calendar/revoke", revoke_calendar, methods=["POST"], name="revoke_calendar"),
     Route("/calendar/{token}.ics", calendar_feed, name="calendar_feed"),

@@ -419,6 +419,25 @@ async def test_csrf_rejected_without_token(signed_up: SignUp, database: Database
     assert feed_url_of(host) == feed_before
 
 
+async def test_live_pages_huge_id_not_found(signed_up: SignUp, visitor: httpx.Client) -> None:
+    """An id above the id column reached the database driver, which raised, and one of
+    more than 4,300 digits failed int() while routing: both were a 500 in English."""
+    colleague = signed_up(new_account("Paul"))
+    page = colleague.get("/")
+    token = csrf_from(page.text)
+    for live_id in (str(2**31), str(2**63), "9" * 5000):
+        for response in (
+            visitor.get(f"/lives/{live_id}"),
+            colleague.get(f"/lives/{live_id}"),
+            colleague.get(f"/lives/{live_id}/edit"),
+            colleague.post(f"/lives/{live_id}/register", data={"csrf_token": token}),
+            colleague.post(f"/lives/{live_id}/unregister", data={"csrf_token": token}),
+            colleague.post(f"/lives/{live_id}/cancel", data={"csrf_token": token}),
+        ):
+            assert response.status_code == 404, str(response.url)[:80]
+            assert "n'existe pas." in page_text(response)
+
+
 async def test_logged_out_cannot_schedule(visitor: httpx.Client, database: Database) -> None:
     form_page = visitor.get("/lives/new")
     assert form_page.status_code == 303
