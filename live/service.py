@@ -179,8 +179,12 @@ def _start_of(details: LiveDetails) -> datetime:
     or for a time that the spring change to summer time skips (02:30 that night in Paris)."""
     if details.time_zone not in TIME_ZONES:
         raise LiveError("time_zone_invalid", "Ce fuseau horaire n'est pas proposé.")
-    starts_at = local_to_utc(details.start_day, details.start_time, details.time_zone)
-    round_trip = to_local(starts_at, details.time_zone)
+    try:
+        starts_at = local_to_utc(details.start_day, details.start_time, details.time_zone)
+        round_trip = to_local(starts_at, details.time_zone)
+    except OverflowError as error:
+        # Near 0001-01-01 or 9999-12-31 the conversion leaves datetime's range.
+        raise LiveError("start_day_invalid", "Indiquez une date de début valide.") from error
     if (round_trip.date(), round_trip.time()) != (details.start_day, details.start_time):
         raise LiveError(
             "start_time_nonexistent",

@@ -92,6 +92,15 @@ async def test_schedule_cleans_title_and_description(database: Database) -> None
         ({"start_day": "2026-12-03"}, "start_in_past"),
         ({"start_day": "2026-12-04", "start_time": "13:00"}, "start_in_past"),
         ({"start_day": "2028-12-10"}, "start_too_far"),
+        # Converted to UTC, these leave datetime's range, which raised OverflowError.
+        (
+            {"start_day": "0001-01-01", "start_time": "00:10", "time_zone": "Pacific/Noumea"},
+            "start_day_invalid",
+        ),
+        (
+            {"start_day": "9999-12-31", "start_time": "23:30", "time_zone": "America/Cayenne"},
+            "start_day_invalid",
+        ),
     ],
 )
 async def test_schedule_rejects_invalid_value(
