@@ -27,6 +27,7 @@ from live import calendar, service
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live, LiveState
 from live.service import LiveDetails, LiveError
+from recordings.service import latest_recording
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def _site_url(request: Request) -> str:
 def _live_context() -> dict[str, Any]:
     return {
         "state_labels": STATE_LABELS,
+        # the same labels by state name, for web/static/live.js
+        "state_label_values": {state.value: label for state, label in STATE_LABELS.items()},
         "LiveState": LiveState,
         "recording_notice": calendar.RECORDING_NOTICE,
     }
@@ -201,6 +204,7 @@ async def _render_live_page(
             raise HTTPException(404, LIVE_NOT_FOUND)
         registration_count = await service.count_registrations(session, live_id)
         role = await live_role(session, live, user.id) if user else None
+        recording = await latest_recording(session, live_id)
 
     is_host = role is LiveRole.HOST
     finished = live.state in service.FINISHED_STATES
@@ -210,6 +214,7 @@ async def _render_live_page(
         "role": role.value if role else None,
         "is_registered": role is LiveRole.ATTENDEE,
         "registration_count": registration_count,
+        "recording": recording,
         "viewer_zone": _viewer_zone(user),
         "can_register": user is not None and role is None and not finished,
         "can_change": is_host and live.state in service.NOT_STARTED_STATES,

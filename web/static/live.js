@@ -1,6 +1,8 @@
-// The live page's stage: the video, the status and recording lines, the host's
-// controls and the chat beside them. Its data comes from the data-* attributes of
-// the [data-live-stage] element (web/templates/live/_stage.html).
+// The live page's stage: the video, the status line, the host's controls and the
+// chat beside them. Its data comes from the data-* attributes of the
+// [data-live-stage] element (web/templates/live/_stage.html). It also keeps the rest
+// of the page in step with the live: the state badge, the host's edit and cancel
+// controls, and the recording line.
 
 import { ChatClient } from "./chat.js";
 import { ChatView } from "./chat-view.js";
@@ -18,15 +20,46 @@ const STATE_MESSAGES = {
   [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
 };
 
+// The sentences of web/templates/recordings/_status.html, which renders the same line
+// when the page loads.
 const RECORDING_MESSAGES = {
   recording: "Enregistrement en cours.",
+  paused: "L'enregistrement est en pause.",
   processing: "Le replay est en préparation…",
   ready: "Le replay est prêt.",
   failed: "L'enregistrement a échoué.",
+  coming: "L'enregistrement commencera avec le live.",
+  none: "Ce live n'a pas été enregistré.",
 };
 
 // States in which the host's camera is no longer needed.
 const FINISHED_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
+// States in which the host may still edit or cancel the live.
+const NOT_STARTED_STATES = new Set([LiveState.SCHEDULED, LiveState.OPEN]);
+
+/**
+ * Returns the recording line for the live's `state` and its latest recording's
+ * `status` (null when nothing was recorded) with its failure `reason`.
+ */
+function recordingSentence(state, status, reason) {
+  if (status === "recording") {
+    // the recording row stays in status recording until the recorder's node finishes it
+    if (state === LiveState.INTERRUPTED) {
+      return RECORDING_MESSAGES.paused;
+    }
+    return state === LiveState.ENDED ? RECORDING_MESSAGES.processing : RECORDING_MESSAGES.recording;
+  }
+  if (status === "failed" && reason) {
+    return `L'enregistrement a échoué : ${reason}`;
+  }
+  if (status === "processing" || status === "ready" || status === "failed") {
+    return RECORDING_MESSAGES[status];
+  }
+  if (NOT_STARTED_STATES.has(state)) {
+    return RECORDING_MESSAGES.coming;
+  }
+  return state === LiveState.ENDED ? RECORDING_MESSAGES.none : "";
+}
 
 /** Returns "1 personne connectée", "14 personnes connectées", with French plural rules. */
 function formatViewerCount(count) {
@@ -46,14 +79,21 @@ class Stage {
     // The state when the page was rendered; the signaling welcome brings the current one.
     this.initialState = data.state;
     this.replayUrl = data.replayUrl || null;
+    // maps each state name to the French label of the page's badge
+    this.stateLabels = JSON.parse(data.stateLabels || "{}");
     this.video = root.querySelector("[data-stage-video]");
     this.status = root.querySelector("[data-stage-status]");
-    this.recording = root.querySelector("[data-stage-recording]");
     this.error = root.querySelector("[data-stage-error]");
     this.startButton = root.querySelector("[data-stage-start]");
     this.endButton = root.querySelector("[data-stage-end]");
     this.viewers = root.querySelector("[data-stage-viewers]");
     this.unmuteButton = root.querySelector("[data-stage-unmute]");
+    // outside the stage, on the rest of the live page
+    this.badge = document.querySelector("[data-live-badge] .badge");
+    this.changeControls = document.querySelector("[data-live-change-controls]");
+    this.recordingLine = document.querySelector("[data-live-recording]");
+    // the latest recording from the signaling socket; undefined until its welcome
+    this.recording = undefined;
     this.cameraStream = null;
     this.connected = false;
     this.stopped = false;
@@ -210,6 +250,11 @@ class Stage {
   showState(state) {
     this.status.textContent = STATE_MESSAGES[state] ?? "";
     this.status.classList.toggle("on-air", state === LiveState.LIVE);
+    this.showBadge(state);
+    if (this.changeControls !== null) {
+      this.changeControls.hidden = !NOT_STARTED_STATES.has(state);
+    }
+    this.showRecordingLine();
     if (FINISHED_STATES.has(state)) {
       // the server answers read_only to any message from now on
       this.chatView.close();
@@ -221,24 +266,40 @@ class Stage {
     this.updateControls();
   }
 
-  showRecording({ status, reason }) {
-    if (status === null || !(status in RECORDING_MESSAGES)) {
-      this.recording.textContent = "";
-      this.recording.hidden = true;
+  showBadge(state) {
+    if (this.badge === null || !(state in this.stateLabels)) {
       return;
     }
-    this.recording.hidden = false;
-    if (status === "failed" && reason) {
-      this.recording.textContent = `L'enregistrement a échoué : ${reason}`;
-    } else {
-      this.recording.textContent = RECORDING_MESSAGES[status];
+    this.badge.textContent = this.stateLabels[state];
+    this.badge.className = `badge state-${state}`;
+    this.badge.classList.toggle("live", state === LiveState.LIVE);
+  }
+
+  showRecording({ status, reason }) {
+    this.recording = { status, reason };
+    this.showRecordingLine();
+  }
+
+  /** Rewrites the page's recording line once the socket reported both state and recording. */
+  showRecordingLine() {
+    const state = this.signaling.state;
+    if (this.recordingLine === null || this.recording === undefined || state === null) {
+      return;
     }
-    if (status === "ready" && this.replayUrl !== null) {
+    const { status, reason } = this.recording;
+    const sentence = recordingSentence(state, status, reason);
+    const line = document.createElement("p");
+    line.textContent = sentence;
+    // as on the server: an ended live always links to its replay page
+    const linkText =
+      status === "ready" ? "Voir le replay" : state === LiveState.ENDED ? "Page du replay" : null;
+    if (linkText !== null && this.replayUrl !== null) {
       const link = document.createElement("a");
       link.href = this.replayUrl;
-      link.textContent = "Voir le replay";
-      this.recording.append(" ", link);
+      link.textContent = linkText;
+      line.append(" ", link);
     }
+    this.recordingLine.replaceChildren(...(sentence ? [line] : []));
   }
 
   updateControls() {

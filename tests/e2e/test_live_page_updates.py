@@ -1,0 +1,112 @@
+"""The host's live page in Debian's Chromium keeps up with the live without a reload:
+badge, edit and cancel controls, recording line and replay link."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.e2e.browser import FakeMedia, launch_chromium, make_fake_media, record_console
+from tests.support.clients import Account, schedule_live, sign_up
+from tests.support.processes import PROJECT_DIR, ServerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts" / "live-page-updates"
+HOST = Account("claire.dubois@example.org", "cartes-mentales-2026", "Claire Dubois")
+PAGE_TIMEOUT_MS = 15_000
+# Negotiation, ICE checks and the first frame at the server take a few seconds.
+MEDIA_TIMEOUT_MS = 45_000
+# Finishing a few seconds of recording into an MP4 with its poster.
+READY_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def server(data_dir: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(data_dir)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def host_client(server: ServerProcess) -> Iterator[httpx.Client]:
+    client = sign_up(server.url, HOST)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def save_screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS_DIR / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_host_page_follows_live(
+    server: ServerProcess, host_client: httpx.Client, tmp_path: Path
+) -> None:
+    """Guards against a host page that still shows Programmé and offers to edit or
+    cancel the live while it is on air, or never shows the replay once it is ready."""
+    media: FakeMedia = make_fake_media(tmp_path / "media")
+    live_id = schedule_live(host_client, "Les cartes mentales en classe de seconde")
+    console: list[str] = []
+    with sync_playwright() as playwright, launch_chromium(playwright, media) as context:
+        context.add_cookies(
+            [
+                {"name": name, "value": value, "url": server.url}
+                for name, value in host_client.cookies.items()
+            ]
+        )
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        page = context.pages[0] if context.pages else context.new_page()
+        record_console(page, console)
+        page.goto(f"{server.url}/lives/{live_id}")
+
+        badge = page.locator("[data-live-badge] .badge")
+        recording_line = page.locator("[data-live-recording]")
+        edit_link = page.get_by_role("link", name="Modifier le live")
+        cancel_summary = page.get_by_text("Annuler ce live")
+
+        # before the start, as rendered by the server
+        expect(badge).to_have_text("Programmé")
+        expect(edit_link).to_be_visible()
+        expect(cancel_summary).to_be_visible()
+        expect(recording_line).to_have_text("L'enregistrement commencera avec le live.")
+
+        # on air
+        start_button = page.get_by_role("button", name="Démarrer le live")
+        expect(start_button).to_be_enabled()
+        start_button.click()
+        expect(badge).to_have_text("En direct", timeout=MEDIA_TIMEOUT_MS)
+        expect(badge).to_have_class(re.compile(r"\bstate-live\b"))
+        expect(edit_link).to_be_hidden()
+        expect(cancel_summary).to_be_hidden()
+        expect(recording_line).to_have_text("Enregistrement en cours.", timeout=MEDIA_TIMEOUT_MS)
+        save_screenshot(page, "host-live.png")
+
+        # ended, then its replay ready
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Terminer le live").click()
+        expect(badge).to_have_text("Terminé", timeout=MEDIA_TIMEOUT_MS)
+        replay_link = recording_line.get_by_role("link", name="Voir le replay")
+        expect(replay_link).to_be_visible(timeout=READY_TIMEOUT_MS)
+        expect(recording_line).to_have_text("Le replay est prêt. Voir le replay")
+        expect(replay_link).to_have_attribute("href", f"/lives/{live_id}/replay")
+        save_screenshot(page, "host-ended.png")
+
+        # a reload renders the same from the server
+        page.reload()
+        expect(badge).to_have_text("Terminé")
+        expect(recording_line).to_have_text("Le replay est prêt. Voir le replay")
+
+    errors = [line for line in console if line.startswith(("error", "pageerror"))]
+    assert errors == []
