@@ -13,7 +13,8 @@ Score of a (request, mentor) pair, in points:
   help with the subject a new teacher is struggling with.
 - same level: +40 ("même niveau").
 - same académie: +20 ("même académie"); otherwise the same time zone: +5 ("même
-  fuseau horaire"), since conversations happen in both people's evenings.
+  fuseau horaire"), since conversations happen in both people's evenings. Zones are
+  the same when their UTC offsets are equal both in January and in July.
 - the mentor's load when the ranking or the batch starts: +10 with no active mentee
   ("aucun mentoré en cours"), +5 with one ("un seul mentoré en cours"), 0 above.
 
@@ -34,12 +35,11 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
-import numpy
-from ortools.graph.python import min_cost_flow
-
+from mentoring.assignment_flow import Edge, solve_assignment
 from mentoring.catalog import ACADEMIES, DISCIPLINES, LEVELS, POLYVALENT, PRIMARY_LEVELS
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,20 @@ SAME_ACADEMY_POINTS = 20
 SAME_TIME_ZONE_POINTS = 5
 # Maps a mentor's number of active mentees to the points it adds (0 above one).
 LOAD_POINTS = {0: 10, 1: 5}
+
+
+def _clock(time_zone: str) -> tuple[timedelta | None, timedelta | None]:
+    zone = ZoneInfo(time_zone)
+    return (
+        datetime(2026, 1, 15, 12, tzinfo=zone).utcoffset(),
+        datetime(2026, 7, 15, 12, tzinfo=zone).utcoffset(),
+    )
+
+
+# Maps an académie id to its zone's UTC offsets in winter and in summer. Two académies
+# share a time zone when both offsets are equal: Guadeloupe and Martinique have distinct
+# IANA zones with one clock (UTC-4 all year).
+_CLOCKS = {academy.id: _clock(academy.time_zone) for academy in ACADEMIES.values()}
 
 REASON_SAME_DISCIPLINE = "même discipline"
 REASON_POLYVALENT_PRIMARY = "mentor polyvalent du premier degré"
@@ -214,7 +228,7 @@ def _score_parts(
 
     if academy == mentor.academy:
         parts.append((SAME_ACADEMY_POINTS, REASON_SAME_ACADEMY))
-    elif ACADEMIES[academy].time_zone == ACADEMIES[mentor.academy].time_zone:
+    elif _CLOCKS[academy] == _CLOCKS[mentor.academy]:
         parts.append((SAME_TIME_ZONE_POINTS, REASON_SAME_TIME_ZONE))
 
     if mentor.active_mentees in LOAD_POINTS:
@@ -222,15 +236,29 @@ def _score_parts(
     return parts
 
 
+def _pair_score(discipline: str, level: str, academy: str, mentor: MentorProfile) -> int | None:
+    """Return the sum of `_score_parts` without building the reasons, for the batch."""
+    if discipline in mentor.disciplines:
+        score = SAME_DISCIPLINE_POINTS
+    elif level in PRIMARY_LEVELS and POLYVALENT in mentor.disciplines:
+        score = POLYVALENT_PRIMARY_POINTS
+    else:
+        return None
+    if level in mentor.levels:
+        score += SAME_LEVEL_POINTS
+    if academy == mentor.academy:
+        score += SAME_ACADEMY_POINTS
+    elif _CLOCKS[academy] == _CLOCKS[mentor.academy]:
+        score += SAME_TIME_ZONE_POINTS
+    return score + LOAD_POINTS.get(mentor.active_mentees, 0)
+
+
 def score_pair(request: HelpRequest, mentor: MentorProfile) -> int | None:
     """Return the pair's score (see the module docstring), or None if not compatible.
 
     Ignores exclusions and free places: `rank_mentors` and `assign_batch` check those.
     """
-    parts = _score_parts(request.discipline, request.level, request.academy, mentor)
-    if parts is None:
-        return None
-    return sum(points for points, _ in parts)
+    return _pair_score(request.discipline, request.level, request.academy, mentor)
 
 
 def _check_unique_mentors(mentors: Sequence[MentorProfile]) -> None:
@@ -269,8 +297,8 @@ def rank_mentors(request: HelpRequest, mentors: Sequence[MentorProfile]) -> list
 
 @dataclass(slots=True)
 class _RequestGroup:
-    """Requests that no mentor can tell apart: same discipline, level, académie and
-    exclusions among the batch's mentors, so every mentor gives each of them one score."""
+    """Requests that every mentor scores alike: same discipline, level, académie and
+    exclusions among the batch's mentors."""
 
     discipline: str
     level: str
@@ -280,15 +308,7 @@ class _RequestGroup:
     request_ranks: list[int] = field(default_factory=list)
 
 
-def _is_compatible(discipline: str, level: str, mentor: MentorProfile) -> bool:
-    if discipline in mentor.disciplines:
-        return True
-    return level in PRIMARY_LEVELS and POLYVALENT in mentor.disciplines
-
-
-def _candidates_by_discipline(
-    mentors: Sequence[MentorProfile],
-) -> dict[str, list[MentorProfile]]:
+def _index_by_discipline(mentors: Sequence[MentorProfile]) -> dict[str, list[MentorProfile]]:
     """Index mentors by each discipline they teach, keeping the order of `mentors`."""
     index: dict[str, list[MentorProfile]] = defaultdict(list)
     for mentor in mentors:
@@ -300,7 +320,8 @@ def _candidates_by_discipline(
 def _compatible_mentors(
     group: _RequestGroup, index: dict[str, list[MentorProfile]]
 ) -> list[MentorProfile]:
-    """Return the compatible mentors in `index` for the group, by mentor_id, exclusions kept."""
+    """Return the mentors of `index` compatible with the group, by mentor_id, excluded
+    ones included."""
     found = {mentor.mentor_id: mentor for mentor in index.get(group.discipline, ())}
     if group.level in PRIMARY_LEVELS:
         for mentor in index.get(POLYVALENT, ()):
@@ -309,9 +330,9 @@ def _compatible_mentors(
 
 
 def _unmatched_reason(
-    group: _RequestGroup, all_mentors: dict[str, list[MentorProfile]]
+    group: _RequestGroup, index: dict[str, list[MentorProfile]]
 ) -> UnmatchedReason:
-    compatible = _compatible_mentors(group, all_mentors)
+    compatible = _compatible_mentors(group, index)
     if not compatible:
         return UnmatchedReason.NO_MENTOR_IN_DISCIPLINE
     allowed = [m for m in compatible if m.mentor_id not in group.excluded_mentor_ids]
@@ -334,13 +355,14 @@ def assign_batch(
     tie ranks over its pairs. A pair's tie rank is its request's position in
     (created_at, request_id) order plus its mentor's position in mentor_id order. So
     when not every request can be served, earlier requests are served first, and
-    lower mentor ids are used first. The tie ranks are summed over the whole batch, not
-    compared one pair at a time. Within requests that every mentor scores alike, the
-    earliest request gets the highest-scoring mentor. The result depends only on the
-    contents of `requests` and `mentors`, not on their order.
+    lower mentor ids are used first. The tie ranks are summed over the whole batch,
+    not compared one pair at a time. Within requests that every mentor scores alike,
+    the earliest request gets the highest-scoring mentor, then the lowest mentor_id.
+    The result depends only on the contents of `requests` and `mentors`, not on
+    their order.
 
-    Solved as a min-cost flow (OR-Tools): source -> one node per group of
-    indistinguishable requests -> mentor -> sink.
+    Raises ValueError when a request or a mentor is listed twice, and
+    `assignment_flow.FlowError` if the solver fails.
     """
     started = time.perf_counter()
     request_order = sorted(requests, key=lambda request: (request.created_at, request.request_id))
@@ -349,7 +371,7 @@ def assign_batch(
     if len({request.request_id for request in request_order}) != len(request_order):
         raise ValueError("a request is listed twice in the batch")
 
-    # group requests that every mentor scores alike
+    # group the requests that every mentor scores alike
     mentor_ids = frozenset(mentor.mentor_id for mentor in mentor_order)
     groups: dict[tuple[str, str, str, frozenset[int]], _RequestGroup] = {}
     for rank, request in enumerate(request_order):
@@ -362,23 +384,45 @@ def assign_batch(
         if key not in groups:
             groups[key] = _RequestGroup(*key)
         groups[key].request_ranks.append(rank)
+    group_list = list(groups.values())
 
-    matched_counts, pairs = _solve_flow(list(groups.values()), mentor_order, objective)
+    # score each group against each compatible mentor with a free place
+    mentor_rank = {mentor.mentor_id: rank for rank, mentor in enumerate(mentor_order)}
+    open_index = _index_by_discipline([m for m in mentor_order if m.free_places > 0])
+    edges: list[Edge] = []
+    for group_number, group in enumerate(group_list):
+        for mentor in _compatible_mentors(group, open_index):
+            if mentor.mentor_id in group.excluded_mentor_ids:
+                continue
+            score = _pair_score(group.discipline, group.level, group.academy, mentor)
+            if score is not None:
+                edges.append(Edge(group_number, mentor_rank[mentor.mentor_id], score))
 
-    # hand each group's places to its earliest requests, best mentor first
+    flows = solve_assignment(
+        [group.request_ranks for group in group_list],
+        [mentor.free_places for mentor in mentor_order],
+        edges,
+        most_matches=objective is BatchObjective.MOST_MATCHES,
+    )
+
+    # give each group's places to its earliest requests, best place first
+    places: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for edge, flow in zip(edges, flows, strict=True):
+        mentor_id = mentor_order[edge.mentor].mentor_id
+        places[edge.group].extend([(edge.score, mentor_id)] * flow)
     assignments: list[tuple[int, Assignment]] = []
     unmatched: list[tuple[int, Unmatched]] = []
-    all_mentors = _candidates_by_discipline(mentor_order)
-    for group_index, group in enumerate(groups.values()):
-        places = sorted(pairs.get(group_index, []), key=lambda pair: (-pair[0], pair[1]))
-        matched_ranks = group.request_ranks[: matched_counts.get(group_index, 0)]
-        for rank, (score, mentor_id) in zip(matched_ranks, places, strict=True):
+    all_index = _index_by_discipline(mentor_order)
+    for group_number, group in enumerate(group_list):
+        group_places = sorted(places[group_number], key=lambda place: (-place[0], place[1]))
+        matched_ranks = group.request_ranks[: len(group_places)]
+        for rank, (score, mentor_id) in zip(matched_ranks, group_places, strict=True):
             request_id = request_order[rank].request_id
             assignments.append((rank, Assignment(request_id, mentor_id, score)))
 
-        left_ranks = group.request_ranks[len(matched_ranks) :]
+        left_ranks = group.request_ranks[len(group_places) :]
         if left_ranks:
-            reason = _unmatched_reason(group, all_mentors)
+            reason = _unmatched_reason(group, all_index)
             for rank in left_ranks:
                 request_id = request_order[rank].request_id
                 unmatched.append((rank, Unmatched(request_id, reason, reason.label)))
@@ -392,116 +436,14 @@ def assign_batch(
     )
     logger.info(
         "batch of %d requests and %d mentors (%s): %d matched, %d unmatched, "
-        "total score %d, %.3f s",
+        "total score %d, %d edges, %.3f s",
         len(requests),
         len(mentors),
         objective.value,
         len(result.assignments),
         len(result.unmatched),
         result.total_score,
+        len(edges),
         time.perf_counter() - started,
     )
     return result
-
-
-def _solve_flow(
-    groups: list[_RequestGroup],
-    mentor_order: list[MentorProfile],
-    objective: BatchObjective,
-) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
-    """Solve the batch as a min-cost flow.
-
-    Returns, for each group index, the number of its requests matched and the
-    (score, mentor_id) of each place given to it, one entry per place.
-    """
-    open_mentors = [mentor for mentor in mentor_order if mentor.free_places > 0]
-    mentor_rank = {mentor.mentor_id: rank for rank, mentor in enumerate(mentor_order)}
-    index = _candidates_by_discipline(open_mentors)
-
-    # score every compatible (group, open mentor) pair once
-    edges: list[tuple[int, MentorProfile, int]] = []
-    for group_index, group in enumerate(groups):
-        for mentor in _compatible_mentors(group, index):
-            if mentor.mentor_id in group.excluded_mentor_ids:
-                continue
-            parts = _score_parts(group.discipline, group.level, group.academy, mentor)
-            if parts is None:
-                raise RuntimeError(f"mentor {mentor.mentor_id} was indexed but is incompatible")
-            edges.append((group_index, mentor, sum(points for points, _ in parts)))
-    if not edges:
-        return {}, {}
-
-    # nodes: source, sink, then each group with an edge, then each mentor with one
-    source, sink = 0, 1
-    group_node: dict[int, int] = {}
-    mentor_node: dict[int, int] = {}
-    for group_index, _mentor, _score in edges:
-        group_node.setdefault(group_index, 2 + len(group_node))
-    for _, mentor, _ in sorted(edges, key=lambda edge: edge[1].mentor_id):
-        mentor_node.setdefault(mentor.mentor_id, 2 + len(group_node) + len(mentor_node))
-
-    request_count = sum(len(groups[index].request_ranks) for index in group_node)
-    free_places = sum(
-        mentor.free_places for mentor in open_mentors if mentor.mentor_id in mentor_node
-    )
-    # A pair's tie rank is below this bound, so a whole batch's sum of tie ranks stays
-    # below `tie_scale`, and one score point, worth `tie_scale`, outweighs any tie.
-    tie_bound = sum(len(group.request_ranks) for group in groups) + len(mentor_order)
-    tie_scale = min(request_count, free_places) * tie_bound + 1
-
-    tails: list[int] = []
-    heads: list[int] = []
-    capacities: list[int] = []
-    costs: list[int] = []
-
-    def add_arc(tail: int, head: int, capacity: int, cost: int) -> None:
-        tails.append(tail)
-        heads.append(head)
-        capacities.append(capacity)
-        costs.append(cost)
-
-    # One unit arc per request, costing its rank, so that a group's flow takes its
-    # earliest requests and earlier requests win ties across groups.
-    for group_index, node in group_node.items():
-        for rank in groups[group_index].request_ranks:
-            add_arc(source, node, 1, rank)
-    first_pair_arc = len(tails)
-    for group_index, mentor, score in edges:
-        capacity = min(len(groups[group_index].request_ranks), mentor.free_places)
-        cost = -score * tie_scale + mentor_rank[mentor.mentor_id]
-        add_arc(group_node[group_index], mentor_node[mentor.mentor_id], capacity, cost)
-    last_pair_arc = len(tails)
-    for mentor in open_mentors:
-        if mentor.mentor_id in mentor_node:
-            add_arc(mentor_node[mentor.mentor_id], sink, mentor.free_places, 0)
-    if objective is BatchObjective.TOTAL_SCORE:
-        # leaving a request unmatched costs nothing, so only pairs worth it take flow
-        add_arc(source, sink, request_count, 0)
-
-    solver = min_cost_flow.SimpleMinCostFlow()
-    arcs = solver.add_arcs_with_capacity_and_unit_cost(
-        numpy.array(tails, dtype=numpy.int32),
-        numpy.array(heads, dtype=numpy.int32),
-        numpy.array(capacities, dtype=numpy.int64),
-        numpy.array(costs, dtype=numpy.int64),
-    )
-    solver.set_node_supply(source, request_count)
-    solver.set_node_supply(sink, -request_count)
-    if objective is BatchObjective.MOST_MATCHES:
-        status = solver.solve_max_flow_with_min_cost()
-    else:
-        status = solver.solve()
-    if status != solver.OPTIMAL:
-        raise RuntimeError(
-            f"min-cost flow of {len(groups)} request groups and {len(mentor_node)} mentors "
-            f"failed with status {status.name}"
-        )
-
-    flows = solver.flows(arcs[first_pair_arc:last_pair_arc])
-    matched_counts: dict[int, int] = defaultdict(int)
-    pairs: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for (group_index, mentor, score), flow in zip(edges, flows.tolist(), strict=True):
-        if flow:
-            matched_counts[group_index] += flow
-            pairs[group_index].extend([(score, mentor.mentor_id)] * flow)
-    return matched_counts, pairs
