@@ -26,6 +26,8 @@ import accounts.routes
 import chat.routes
 import live.demo
 import live.routes
+import mentoring.mail
+import mentoring.routes
 import recordings.routes
 import recordings.service
 import signaling.media
@@ -36,6 +38,8 @@ from core.database import Database
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
+    DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS,
+    DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
     Settings,
     load_secret_key,
@@ -43,6 +47,10 @@ from core.settings import (
 )
 from core.web import WEB_DIR, LoginRequired, build_templates, database_of, render
 from live.channel_policy import LiveChannelPolicy
+from mentoring.channel_policy import ConversationChannelPolicy
+from mentoring.mail import EmailOutbox, Mailer
+from mentoring.service import MentoringService
+from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
 
 logger = logging.getLogger("veillee.server")
@@ -126,8 +134,21 @@ def create_app(settings: Settings) -> Starlette:
         app.state.media = signaling.media.create_media_manager(settings, database)
         chat_service = ChatService(database, create_broker(settings.redis_url))
         chat_service.policies.register("live", LiveChannelPolicy())
+        chat_service.policies.register("conversation", ConversationChannelPolicy())
         await chat_service.start()
         app.state.chat = chat_service
+        outbox = EmailOutbox(database, Mailer(settings.smtp))
+        app.state.mentoring = MentoringService(
+            database,
+            outbox,
+            answer_timeout_secs=settings.mentoring_answer_timeout_secs,
+            site_url=settings.site_url,
+            deliver_in_background=True,
+        )
+        sweeper = TimeoutSweeper(
+            app.state.mentoring, outbox, settings.mentoring_sweep_interval_secs
+        )
+        sweeper.start()
         if settings.demo:
             await live.demo.set_up_demo(database, settings)
         logger.info(
@@ -142,6 +163,8 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             # wiring:shutdown
+            await sweeper.stop()
+            await app.state.mentoring.wait_for_deliveries()
             await app.state.media.close()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
@@ -154,6 +177,7 @@ def create_app(settings: Settings) -> Starlette:
         *accounts.routes.routes,
         *live.routes.routes,
         # wiring:routes
+        *mentoring.routes.routes,
         *recordings.routes.routes,
         *signaling.routes.routes,
         *chat.routes.routes,
@@ -231,6 +255,25 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("SITE_URL"),
         help="public origin such as https://veillee.example.org (default: the request's host)",
     )
+    mentoring.mail.add_smtp_arguments(parser)
+    parser.add_argument(
+        "--mentoring-answer-timeout",
+        type=float,
+        default=float(
+            os.environ.get("MENTORING_ANSWER_TIMEOUT_SECS") or DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS
+        ),
+        help="seconds a mentor has to answer a request before it passes to the next mentor "
+        "(default: %(default)s, 72 hours)",
+    )
+    parser.add_argument(
+        "--mentoring-sweep-interval",
+        type=float,
+        default=float(
+            os.environ.get("MENTORING_SWEEP_INTERVAL_SECS") or DEFAULT_MENTORING_SWEEP_INTERVAL_SECS
+        ),
+        help="seconds between two looks for timed-out requests and unsent e-mails "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -254,6 +297,9 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         ice_servers=parse_ice_servers(arguments.ice_servers),
         site_url=arguments.site_url,
         demo=arguments.demo,
+        smtp=mentoring.mail.smtp_settings_from(arguments),
+        mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,
+        mentoring_sweep_interval_secs=arguments.mentoring_sweep_interval,
         node_name=os.environ.get("NODE_NAME", f"{arguments.host}:{arguments.port}"),
     )
 

@@ -12,6 +12,29 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TIME_ZONE = "Europe/Paris"
+DEFAULT_SMTP_PORT = 25
+DEFAULT_SMTP_FROM = "Veillée <veillee@localhost>"
+# A mentor has three days to answer a mentoring request before it passes to the next
+# mentor: long enough to span a weekend, short enough that a new teacher is not left
+# waiting for weeks at the start of the school year.
+DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS = 72 * 3600.0
+# How often each process looks for unanswered requests past their time and for
+# e-mails still to send: a minute late on a three-day limit does not matter.
+DEFAULT_MENTORING_SWEEP_INTERVAL_SECS = 60.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP server that sends notification e-mails; `host` None sends none and logs
+    each e-mail as skipped."""
+
+    host: str | None = None
+    port: int = DEFAULT_SMTP_PORT
+    sender: str = DEFAULT_SMTP_FROM
+    # Upgrade the connection with STARTTLS before logging in and sending.
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -39,8 +62,16 @@ class Settings:
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None
     demo: bool = False
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    mentoring_answer_timeout_secs: float = DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS
+    mentoring_sweep_interval_secs: float = DEFAULT_MENTORING_SWEEP_INTERVAL_SECS
     # Name of this process in logs and in the media-node records.
     node_name: str = field(default_factory=lambda: f"node-{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        for name in ("mentoring_answer_timeout_secs", "mentoring_sweep_interval_secs"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
 
     @property
     def resolved_database_url(self) -> str:

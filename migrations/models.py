@@ -14,6 +14,7 @@ MODEL_MODULES = (
     "live.models",
     "chat.models",
     "recordings.models",
+    "mentoring.models",
 )
 
 
