@@ -73,6 +73,26 @@ def integer_field(frame: dict[str, Any], name: str, minimum: int) -> int | None:
     return value
 
 
+def parse_frame(text: str) -> tuple[dict[str, Any], str | None]:
+    """Parse one text frame into its JSON object and the `ref` that its errors repeat.
+
+    Raise ChatError(too_large) above FRAME_MAX_BYTES of UTF-8, and
+    ChatError(invalid_json) when the text is not a JSON object.
+    """
+    if len(text) * 4 > FRAME_MAX_BYTES and len(text.encode()) > FRAME_MAX_BYTES:
+        raise ChatError(ErrorCode.TOO_LARGE)
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise ChatError(ErrorCode.INVALID_JSON) from error
+    if not isinstance(frame, dict):
+        raise ChatError(ErrorCode.INVALID_JSON)
+
+    client_id = frame.get("client_id")
+    ref = client_id if isinstance(client_id, str) and len(client_id) <= 64 else None
+    return frame, ref
+
+
 class ChatSession:
     """The chat socket of one person on one channel."""
 
@@ -266,17 +286,11 @@ class ChatSession:
 
     async def _handle_text(self, text: str) -> ChatError | None:
         """Parse and carry out one frame; return the error to send back, if any."""
-        if len(text) * 4 > FRAME_MAX_BYTES and len(text.encode()) > FRAME_MAX_BYTES:
-            return ChatError(ErrorCode.TOO_LARGE)
         try:
-            frame = json.loads(text)
-        except (ValueError, RecursionError):
-            return ChatError(ErrorCode.INVALID_JSON)
-        if not isinstance(frame, dict):
-            return ChatError(ErrorCode.INVALID_JSON)
+            frame, ref = parse_frame(text)
+        except ChatError as error:
+            return error
 
-        client_id = frame.get("client_id")
-        ref = client_id if isinstance(client_id, str) and len(client_id) <= 64 else None
         frame_type = frame.get("type")
         handler = self._handlers.get(frame_type) if isinstance(frame_type, str) else None
         if handler is None:
