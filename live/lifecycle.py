@@ -40,8 +40,10 @@ async def transition(session: AsyncSession, live: Live, new_state: LiveState) ->
 
     old_state = live.state
     live.state = new_state
-    if new_state is LiveState.LIVE and live.started_at is None:
-        live.started_at = utc_now()
+    if new_state is LiveState.LIVE:
+        # a live resumed after an interruption keeps its first start and is no longer over
+        live.started_at = live.started_at or utc_now()
+        live.ended_at = None
     if new_state in {LiveState.ENDED, LiveState.INTERRUPTED}:
         live.ended_at = utc_now()
     await session.commit()
