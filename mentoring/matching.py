@@ -61,7 +61,7 @@ def _clock(time_zone: str) -> tuple[timedelta | None, timedelta | None]:
     )
 
 
-# Maps an académie id to its zone's UTC offsets in winter and in summer. Two académies
+# Maps an académie id to its zone's UTC offsets in January and in July. Two académies
 # share a time zone when both offsets are equal: Guadeloupe and Martinique have distinct
 # IANA zones with one clock (UTC-4 all year).
 _CLOCKS = {academy.id: _clock(academy.time_zone) for academy in ACADEMIES.values()}

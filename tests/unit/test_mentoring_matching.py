@@ -305,8 +305,8 @@ def mentor_lists(draw: st.DrawFn, max_size: int, max_capacity: int) -> list[Ment
 
 
 @st.composite
-def request_lists(draw: st.DrawFn, max_size: int) -> list[HelpRequest]:
-    ids = draw(st.lists(st.integers(100, 200), unique=True, max_size=max_size))
+def request_lists(draw: st.DrawFn, max_size: int, min_size: int = 0) -> list[HelpRequest]:
+    ids = draw(st.lists(st.integers(100, 200), unique=True, min_size=min_size, max_size=max_size))
     return [
         HelpRequest(
             request_id=request_id,
@@ -319,6 +319,29 @@ def request_lists(draw: st.DrawFn, max_size: int) -> list[HelpRequest]:
         )
         for request_id in ids
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    help_request=request_lists(min_size=1, max_size=1),
+    mentors=mentor_lists(max_size=8, max_capacity=2),
+)
+def test_rank_mentors_agrees_with_score_pair(
+    help_request: list[HelpRequest], mentors: list[MentorProfile]
+) -> None:
+    ranked = rank_mentors(help_request[0], mentors)
+
+    expected = sorted(
+        (-score, profile.mentor_id)
+        for profile in mentors
+        if (score := score_pair(help_request[0], profile)) is not None
+        and profile.free_places > 0
+        and profile.mentor_id not in help_request[0].excluded_mentor_ids
+    )
+    assert [(-candidate.score, candidate.mentor_id) for candidate in ranked] == expected
+    for candidate in ranked:
+        assert set(candidate.reasons) <= ALL_REASONS
+        assert len(candidate.reasons) == len(set(candidate.reasons))
 
 
 def check_batch_valid(
@@ -349,8 +372,33 @@ def check_batch_valid(
 
     assert matched_ids == sorted(matched_ids, key=request_order)
     assert unmatched_ids == sorted(unmatched_ids, key=request_order)
+
     for entry in result.unmatched:
         assert entry.message == entry.reason.label
+        help_request = requests_by_id[entry.request_id]
+        compatible = [
+            profile for profile in mentors if score_pair(help_request, profile) is not None
+        ]
+        allowed = [
+            profile
+            for profile in compatible
+            if profile.mentor_id not in help_request.excluded_mentor_ids
+        ]
+        with_places = [profile for profile in allowed if profile.free_places > 0]
+        # no compatible mentor keeps a free place while this request waits
+        for profile in with_places:
+            assert places_used[profile.mentor_id] == profile.free_places
+        if entry.reason is UnmatchedReason.NO_MENTOR_IN_DISCIPLINE:
+            assert compatible == []
+        elif entry.reason is UnmatchedReason.ALL_COMPATIBLE_EXCLUDED:
+            assert compatible != []
+            assert allowed == []
+        elif entry.reason is UnmatchedReason.COMPATIBLE_MENTORS_FULL:
+            assert allowed != []
+            assert with_places == []
+        else:
+            assert entry.reason is UnmatchedReason.PLACES_GIVEN_TO_OTHERS
+            assert with_places != []
 
 
 @settings(max_examples=200, deadline=None)
