@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -45,7 +47,14 @@ from core.settings import (
     load_secret_key,
     parse_ice_servers,
 )
-from core.web import WEB_DIR, LoginRequired, build_templates, database_of, render
+from core.web import (
+    WEB_DIR,
+    LoginRequired,
+    build_templates,
+    database_of,
+    render,
+    templates_of,
+)
 from live.channel_policy import LiveChannelPolicy
 from mentoring.channel_policy import ConversationChannelPolicy
 from mentoring.mail import EmailOutbox, Mailer
@@ -79,15 +88,6 @@ async def health(request: Request) -> Response:
     )
 
 
-_ENGLISH_DETAILS = {
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Request Entity Too Large",
-}
-
-
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or "application/json" in request.headers.get(
         "accept", ""
@@ -100,16 +100,21 @@ async def handle_http_error(request: Request, error: Exception) -> Response:
     if isinstance(error, LoginRequired) and not _wants_json(request):
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     messages = {
+        400: "La requête est mal formée. Rechargez la page et recommencez.",
         401: "Connectez-vous pour continuer.",
         403: "Vous n'avez pas accès à cette page.",
         404: "Cette page n'existe pas.",
         405: "Cette action n'est pas possible ici.",
         413: "La requête est trop volumineuse.",
     }
-    # Routes raise HTTPException with a French sentence as detail; Starlette's own
-    # details ("Not Found") are English and replaced by the French default.
+    # Routes raise HTTPException with a French sentence as detail. Starlette's own
+    # details are English: the status phrase ("Not Found"), or the multipart parser's
+    # message for a malformed form ("Missing boundary in multipart.").
     message = messages.get(error.status_code, "Une erreur est survenue.")
-    if error.detail and error.detail != _ENGLISH_DETAILS.get(error.status_code):
+    from_starlette = error.detail == http.HTTPStatus(error.status_code).phrase or isinstance(
+        error.__context__, MultiPartException
+    )
+    if error.detail and not from_starlette:
         message = error.detail
     if _wants_json(request):
         return JSONResponse(
@@ -117,6 +122,21 @@ async def handle_http_error(request: Request, error: Exception) -> Response:
             status_code=error.status_code,
         )
     return await render(request, "error.html", {"message": message}, error.status_code)
+
+
+async def handle_server_error(request: Request, error: Exception) -> Response:
+    """Return a French 500 response for an unexpected exception. Starlette's
+    ServerErrorMiddleware then raises it again, and uvicorn logs it with its traceback.
+
+    The page is rendered without the logged-in user, because reading it needs the
+    database, which may be what failed.
+    """
+    message = "Une erreur inattendue est survenue. Réessayez dans un instant."
+    if _wants_json(request):
+        return JSONResponse({"error": {"code": "http_500", "message": message}}, status_code=500)
+    return templates_of(request).TemplateResponse(
+        request, "error.html", {"message": message, "user": None}, status_code=500
+    )
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -194,7 +214,7 @@ def create_app(settings: Settings) -> Starlette:
                 https_only=settings.https_only,
             )
         ],
-        exception_handlers={HTTPException: handle_http_error},
+        exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
         lifespan=lifespan,
     )
     app.state.settings = settings
