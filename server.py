@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import http
 import logging
+import math
 import os
 import re
 import sys
@@ -40,6 +41,7 @@ from core.database import Database
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
+    DEFAULT_HOST_RECONNECT_GRACE_SECS,
     DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS,
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
@@ -238,6 +240,17 @@ class SecretPathFilter(logging.Filter):
         return True
 
 
+def positive_seconds(raw: str) -> float:
+    """Parse a duration in seconds for argparse; reject zero, negative and non-finite values."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {raw!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
+    return seconds
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="server.py",
@@ -274,6 +287,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--site-url",
         default=os.environ.get("SITE_URL"),
         help="public origin such as https://veillee.example.org (default: the request's host)",
+    )
+    parser.add_argument(
+        "--host-reconnect-grace",
+        type=positive_seconds,
+        # a string default goes through `type` too, so a bad environment value is
+        # rejected like a bad option
+        default=os.environ.get("HOST_RECONNECT_GRACE_SECS", str(DEFAULT_HOST_RECONNECT_GRACE_SECS)),
+        metavar="SECONDS",
+        help="seconds a live stays on after its host's connection is lost, waiting for the "
+        "host to publish again, before it ends; HOST_RECONNECT_GRACE_SECS sets the default "
+        "(default: %(default)s)",
     )
     mentoring.mail.add_smtp_arguments(parser)
     parser.add_argument(
@@ -316,6 +340,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         secret_key=load_secret_key(data_dir),
         ice_servers=parse_ice_servers(arguments.ice_servers),
         site_url=arguments.site_url,
+        host_reconnect_grace_secs=arguments.host_reconnect_grace,
         demo=arguments.demo,
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,

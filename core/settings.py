@@ -21,6 +21,11 @@ DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS = 72 * 3600.0
 # How often each process looks for unanswered requests past their time and for
 # e-mails still to send: a minute late on a three-day limit does not matter.
 DEFAULT_MENTORING_SWEEP_INTERVAL_SECS = 60.0
+# How long a live stays on after its host's media connection or signaling socket is
+# lost, waiting for the host to publish again. It is long enough to reload the page or
+# rejoin a Wi-Fi network, and short enough that viewers do not wait on a frozen picture
+# for long.
+DEFAULT_HOST_RECONNECT_GRACE_SECS = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,8 @@ class Settings:
     # RTCIceServer dictionaries ({"urls": ..., "username": ..., "credential": ...}).
     # Empty by default: aiortc's own default is a public STUN host.
     ice_servers: tuple[dict[str, str], ...] = ()
-    # How long a live stays on after its host's media connection or signaling socket
-    # is lost, waiting for the host to publish again: long enough to reload the page
-    # or rejoin a Wi-Fi network, short enough that viewers do not wait on a frozen
-    # picture for long. Then the live ends.
-    host_reconnect_grace_secs: float = 60.0
+    # How long a live waits for its lost host to publish again before it ends.
+    host_reconnect_grace_secs: float = DEFAULT_HOST_RECONNECT_GRACE_SECS
     # Public origin of the site, used to check WebSocket Origin headers and build
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None
@@ -69,7 +71,11 @@ class Settings:
     node_name: str = field(default_factory=lambda: f"node-{os.getpid()}")
 
     def __post_init__(self) -> None:
-        for name in ("mentoring_answer_timeout_secs", "mentoring_sweep_interval_secs"):
+        for name in (
+            "host_reconnect_grace_secs",
+            "mentoring_answer_timeout_secs",
+            "mentoring_sweep_interval_secs",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 _CSRF_PATTERN = re.compile(r'name="csrf_token" value="([^"]+)"')
+CLIENT_TIMEOUT_SECS = 10.0
 
 
 @dataclass
@@ -25,9 +26,23 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def _unopened_copy(client: httpx.Client) -> httpx.Client:
+    """Return a new client with `client`'s base URL and cookies, and close `client`.
+
+    httpx marks a client opened at its first request, and an opened client raises
+    "Cannot open a client instance more than once" when it enters a `with` block.
+    """
+    copy = httpx.Client(
+        base_url=client.base_url, timeout=CLIENT_TIMEOUT_SECS, cookies=client.cookies
+    )
+    client.close()
+    return copy
+
+
 def sign_up(base_url: str, account: Account, time_zone: str = "Europe/Paris") -> httpx.Client:
-    """Create the account through the sign-up form; return a client holding its session cookie."""
-    client = httpx.Client(base_url=base_url, timeout=10.0)
+    """Create the account through the sign-up form and return a client holding its
+    session cookie. The caller closes it, or uses it in a `with` block."""
+    client = httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_SECS)
     page = client.get("/signup")
     response = client.post(
         "/signup",
@@ -40,12 +55,14 @@ def sign_up(base_url: str, account: Account, time_zone: str = "Europe/Paris") ->
         },
     )
     if response.status_code != 303:
+        client.close()
         raise AssertionError(f"sign-up failed with {response.status_code}: {response.text[:500]}")
-    return client
+    return _unopened_copy(client)
 
 
 def log_in(base_url: str, account: Account) -> httpx.Client:
-    client = httpx.Client(base_url=base_url, timeout=10.0)
+    """Log in through the form; return a client holding the session cookie, like sign_up."""
+    client = httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT_SECS)
     page = client.get("/login")
     response = client.post(
         "/login",
@@ -56,8 +73,9 @@ def log_in(base_url: str, account: Account) -> httpx.Client:
         },
     )
     if response.status_code != 303:
+        client.close()
         raise AssertionError(f"log-in failed with {response.status_code}")
-    return client
+    return _unopened_copy(client)
 
 
 def cookie_header(client: httpx.Client) -> str:

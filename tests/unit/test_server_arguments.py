@@ -1,0 +1,61 @@
+"""server.py's command line: the host reconnection grace, from its option or its
+environment variable, validated before the server starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import server
+from core.settings import DEFAULT_HOST_RECONNECT_GRACE_SECS, Settings
+
+
+@pytest.fixture(autouse=True)
+def without_grace_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HOST_RECONNECT_GRACE_SECS", raising=False)
+
+
+def test_host_reconnect_grace_default() -> None:
+    arguments = server.parse_arguments([])
+    assert arguments.host_reconnect_grace == DEFAULT_HOST_RECONNECT_GRACE_SECS
+
+
+def test_host_reconnect_grace_from_option(tmp_path: Path) -> None:
+    arguments = server.parse_arguments(
+        ["--host-reconnect-grace", "2.5", "--data-dir", str(tmp_path)]
+    )
+    assert arguments.host_reconnect_grace == 2.5
+    assert server.settings_from_arguments(arguments).host_reconnect_grace_secs == 2.5
+
+
+def test_host_reconnect_grace_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST_RECONNECT_GRACE_SECS", "90")
+    assert server.parse_arguments([]).host_reconnect_grace == 90.0
+    # the option wins over the environment
+    assert server.parse_arguments(["--host-reconnect-grace", "5"]).host_reconnect_grace == 5.0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soixante", ""])
+def test_host_reconnect_grace_rejects_option(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        server.parse_arguments(["--host-reconnect-grace", value])
+    assert exited.value.code == 2
+    assert "--host-reconnect-grace" in capsys.readouterr().err
+
+
+def test_host_reconnect_grace_rejects_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOST_RECONNECT_GRACE_SECS", "0")
+    with pytest.raises(SystemExit) as exited:
+        server.parse_arguments([])
+    assert exited.value.code == 2
+    assert "positive number of seconds" in capsys.readouterr().err
+
+
+def test_settings_reject_zero_grace() -> None:
+    with pytest.raises(ValueError, match="host_reconnect_grace_secs"):
+        Settings(host_reconnect_grace_secs=0)
