@@ -60,7 +60,10 @@ def clean_display_name(raw: str) -> str:
 
 def validate_email(email: str) -> None:
     local, _, domain = email.partition("@")
-    if not local or "." not in domain or len(email) > EMAIL_MAX_CHARS or " " in email:
+    # A line break cannot go into a mail header, and white space or an invisible format
+    # character (U+200B zero-width space) makes two addresses that read the same.
+    hidden = any(char.isspace() or unicodedata.category(char).startswith("C") for char in email)
+    if not local or "." not in domain or len(email) > EMAIL_MAX_CHARS or hidden:
         raise AccountError("email_invalid", "Cette adresse électronique n'est pas valide.")
 
 

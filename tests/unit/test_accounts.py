@@ -33,6 +33,12 @@ async def test_authenticate_accepts_right_password_only(database: Database) -> N
     ("email", "name", "password", "code"),
     [
         ("not-an-email", "A", "correct horse", "email_invalid"),
+        # Control, white space and invisible characters inside an address were accepted.
+        ("a\x00b@example.org", "A", "correct horse", "email_invalid"),
+        ("a\nb@example.org", "A", "correct horse", "email_invalid"),
+        ("a\tb@example.org", "A", "correct horse", "email_invalid"),
+        ("cla\u200bire@example.org", "A", "correct horse", "email_invalid"),
+        ("claire@example.org\u00a0x", "A", "correct horse", "email_invalid"),
         ("a@example.org", "   ", "correct horse", "display_name_missing"),
         ("a@example.org", "A\u202eB", "correct horse", "display_name_invalid"),
         ("a@example.org", "x" * 81, "correct horse", "display_name_too_long"),
