@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TIME_ZONE = "Europe/Paris"
+# The shortest key accepted from the data folder's key file. A generated key has 64
+# characters, so a shorter one is an empty or truncated file: a key that an attacker
+# could guess would let them sign a session cookie for any account.
+SECRET_KEY_FILE_MIN_CHARS = 32
 DEFAULT_SMTP_PORT = 25
 DEFAULT_SMTP_FROM = "Veillée <veillee@localhost>"
 # A mentor has three days to answer a mentoring request before it passes to the next
@@ -98,7 +104,8 @@ def load_secret_key(data_dir: Path) -> str:
     """Return SECRET_KEY from the environment, or a key kept in `data_dir`.
 
     Keeping a generated key on disk lets sessions survive a restart and lets
-    processes sharing the folder share the key.
+    processes sharing the folder share the key. Raise ValueError when the file contains
+    fewer than SECRET_KEY_FILE_MIN_CHARS characters.
     """
     from_env = os.environ.get("SECRET_KEY")
     if from_env:
@@ -106,9 +113,32 @@ def load_secret_key(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     key_file = data_dir / "secret_key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(48))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+        _create_key_file(key_file)
+    key = key_file.read_text().strip()
+    if len(key) < SECRET_KEY_FILE_MIN_CHARS:
+        raise ValueError(
+            f"{key_file} contains a key of {len(key)} characters, fewer than "
+            f"{SECRET_KEY_FILE_MIN_CHARS}: delete it to generate a new key, which logs "
+            "everyone out"
+        )
+    return key
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write a new random key to `key_file`, unless another process wrote one first.
+
+    The key goes to a temporary file, readable by its owner only, which is then linked
+    into place: a process never reads a partly written key, and processes starting
+    together all keep the first key linked.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=key_file.parent, prefix=".secret_key.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, key_file)
+    finally:
+        os.unlink(temporary)
 
 
 def parse_ice_servers(raw: str | None) -> tuple[dict[str, str], ...]:
