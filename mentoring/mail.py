@@ -62,8 +62,9 @@ class Mailer:
         message["To"] = to_address
         message["Subject"] = subject
         message["Message-ID"] = make_msgid(domain="veillee.invalid")
-        message["Content-Language"] = "fr"
         message.set_content(body)
+        # after set_content, which drops the Content-* headers set before it
+        message["Content-Language"] = "fr"
         return message
 
     async def send(self, message: EmailMessage) -> None:

@@ -73,6 +73,11 @@ class MailServer:
     def stop(self) -> None:
         self._controller.stop()
 
+    def clear(self) -> None:
+        """Forget the messages received so far, between two tests sharing the server."""
+        with self._changed:
+            self.messages.clear()
+
     def to(self, address: str) -> list[ReceivedMail]:
         with self._changed:
             return [mail for mail in self.messages if address in mail.recipients]
