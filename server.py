@@ -38,6 +38,7 @@ import signaling.routes
 from chat.broker import create_broker
 from chat.service import ChatService
 from core.database import Database
+from core.headers import SecurityHeadersMiddleware
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
@@ -207,6 +208,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(SecurityHeadersMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,
@@ -214,7 +216,7 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=SESSION_MAX_AGE_SECS,
                 same_site="lax",
                 https_only=settings.https_only,
-            )
+            ),
         ],
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
         lifespan=lifespan,
