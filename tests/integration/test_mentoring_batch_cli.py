@@ -156,8 +156,12 @@ async def test_batch_respects_capacity_and_reports(seeded: Seeded, mail_server: 
 
     assert result.returncode == 0, result.stderr
     output = result.stdout
-    assert "Demandes en attente : 6. Attribuées : 3. Sans mentor : 3." in output
+    assert "Demandes en attente : 6. Attribuées : 3. Sans mentor : 3. Score total : 330." in output
     lines = output.splitlines()
+    assert (
+        f"  demande {seeded.request_ids['Ana']} · Ana (Mathématiques, collège, académie de Lyon)"
+        " → Claire (score 110)"
+    ) in lines
     matched = [line for line in lines if "→" in line]
     assert len(matched) == 3
     assert any(line.startswith(f"  demande {seeded.request_ids['Cem']} · Cem") for line in matched)
