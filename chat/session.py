@@ -156,9 +156,11 @@ class ChatSession:
 
     async def _open(self) -> CloseCode | None:
         """Check the origin, the log-in and the channel's policy, then send `welcome`."""
+        # Until the policy accepts it, the channel name is any text from the URL, line
+        # breaks included, so it is logged with repr() to keep one event per log line.
         if not self._origin_allowed():
             logger.warning(
-                "chat session channel=%s: rejected origin %r",
+                "chat session channel=%r: rejected origin %r",
                 self.channel,
                 self.websocket.headers.get("origin"),
             )
@@ -167,20 +169,20 @@ class ChatSession:
         try:
             user = await current_user(self.websocket)
             if user is None:
-                logger.warning("chat session channel=%s: not logged in", self.channel)
+                logger.warning("chat session channel=%r: not logged in", self.channel)
                 return CloseCode.NOT_LOGGED_IN
             self.person = Person(user.id, user.display_name)
             self.access, last_seq = await self.service.open(self.channel, user.id)
         except AccessDeniedError as denied:
             logger.warning(
-                "chat session channel=%s user=%s: access denied, close %d",
+                "chat session channel=%r user=%s: access denied, close %d",
                 self.channel,
                 self.person.id if self.person else None,
                 denied.close_code.value,
             )
             return denied.close_code
         except (SQLAlchemyError, OSError):
-            logger.exception("chat session channel=%s: database failed on open", self.channel)
+            logger.exception("chat session channel=%r: database failed on open", self.channel)
             return CloseCode.INTERNAL_ERROR
 
         await self._send_frame(

@@ -149,6 +149,19 @@ async def test_socket_access_close_codes(
     assert await client.close_code() == code
 
 
+async def test_socket_channel_name_cannot_forge_log_lines(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A channel name with an encoded line break was logged as is, which let a client
+    write a line of its choice into the server log."""
+    client = await site.client("Karim", f"{site.channel}%0AFAUSSE%20LIGNE")
+    assert await client.close_code() == 4404
+    refusals = [record for record in caplog.records if record.name == "chat.session"]
+    assert refusals
+    for record in refusals:
+        assert "\n" not in record.getMessage()
+
+
 async def test_socket_foreign_origin_closes_4403(site: Site) -> None:
     client = await ChatClient.connect(
         site.ws_url, site.channel, site.cookies["Karim"], origin="https://ailleurs.example"
