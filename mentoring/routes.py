@@ -313,19 +313,13 @@ async def request_answer(request: Request) -> Response:
 
 
 async def notifications_page(request: Request) -> Response:
+    """Show the notifications, the unread ones marked "Nouveau", and mark them all read."""
     user = await require_user(request)
     async with database_of(request).session() as session:
         items = await notifications.list_notifications(session, user.id)
-    return await _page(request, "mentoring/notifications.html", {"notifications": items})
-
-
-async def notifications_read(request: Request) -> Response:
-    user = await require_user(request)
-    form = await request.form()
-    check_csrf(request, form)
     async with database_of(request).session() as session, session.begin():
         await notifications.mark_all_read(session, user.id, mentoring_of(request).now())
-    return RedirectResponse("/mentoring/notifications", status_code=303)
+    return await _page(request, "mentoring/notifications.html", {"notifications": items})
 
 
 # the operator's batch page
@@ -367,7 +361,6 @@ routes: list[BaseRoute] = [
     Route("/mentoring/requests/{request_id:int}/decline", request_answer, methods=["POST"]),
     Route("/mentoring/inbox", inbox, methods=["GET"], name="mentoring_inbox"),
     Route("/mentoring/notifications", notifications_page, methods=["GET"]),
-    Route("/mentoring/notifications/read", notifications_read, methods=["POST"]),
     Route("/mentoring/operator/batch", batch_page, methods=["GET", "POST"]),
     *mentoring.conversation_routes.routes,
 ]

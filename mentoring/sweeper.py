@@ -35,8 +35,9 @@ class SweeperState(enum.StrEnum):
 class TimeoutSweeper:
     """Runs `run_due_timeouts` and `deliver_due` every `interval_secs`.
 
-    Supervised: an error in one sweep is logged and the next sweep runs as planned,
-    and a loop that ends unexpectedly is logged and started again.
+    Supervised: an error in one sweep is logged, and the next sweep runs after the
+    interval or FAILURE_PAUSE_SECS, whichever is longer. A loop that ends unexpectedly
+    is logged and started again.
     """
 
     def __init__(
@@ -48,7 +49,10 @@ class TimeoutSweeper:
         self.outbox = outbox
         self.interval_secs = interval_secs
         self.state = SweeperState.STOPPED
+        # Sweeps finished, and those among them that raised.
         self.sweeps = 0
+        self.failures = 0
+        self._swept = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -87,7 +91,11 @@ class TimeoutSweeper:
             except Exception:
                 # The next sweep retries: every step is safe to run again.
                 logger.exception("mentoring sweep failed")
+                self.failures += 1
                 pause = max(pause, FAILURE_PAUSE_SECS)
+            self.sweeps += 1
+            async with self._swept:
+                self._swept.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
@@ -97,7 +105,6 @@ class TimeoutSweeper:
         started = time.monotonic()
         passed = await self.service.run_due_timeouts()
         tried = await self.outbox.deliver_due()
-        self.sweeps += 1
         if passed or tried:
             logger.info(
                 "mentoring sweep: %d request(s) passed on, %d e-mail(s) tried in %.2f s",
@@ -105,6 +112,11 @@ class TimeoutSweeper:
                 tried,
                 time.monotonic() - started,
             )
+
+    async def wait_for_sweeps(self, count: int) -> None:
+        """Wait until `count` sweeps have finished, successful or not."""
+        async with self._swept:
+            await self._swept.wait_for(lambda: self.sweeps >= count)
 
     async def stop(self) -> None:
         if self.state is not SweeperState.RUNNING:

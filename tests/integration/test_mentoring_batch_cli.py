@@ -29,7 +29,7 @@ CLI_TIMEOUT_SECS = 120
 
 @dataclass
 class Seeded:
-    """Six waiting requests in this order, then three mentors.
+    """Six waiting requests, then the mathematics mentors.
 
     Ana, Bea, Cem and Fay need mathematics in collège (Cem in Grenoble); Dan needs
     philosophy, which nobody mentors; Eva needs English, and Gus, the only English

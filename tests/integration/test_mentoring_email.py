@@ -105,8 +105,11 @@ def test_accepted_request_mailed(site: Site) -> None:
         accepted.body
     )
     assert f"{SITE_URL}/mentoring/conversations/{conversation_id}" in accepted.body
+    assert lea.get("/api/mentoring/summary").json()["unread_notifications"] == 1
     listed = lea.get("/mentoring/notifications")
     assert "Votre demande de mentorat est acceptée" in listed.text
+    assert "Nouveau" in listed.text
+    assert lea.get("/api/mentoring/summary").json()["unread_notifications"] == 0
 
 
 def test_declined_then_waiting_mailed(site: Site) -> None:

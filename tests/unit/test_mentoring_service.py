@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from chat.broker import MemoryBroker
 from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
@@ -35,12 +35,15 @@ from mentoring.models import (
     RequestStatus,
 )
 from mentoring.service import MentoringService
+from mentoring.sweeper import SweeperState, TimeoutSweeper
 from mentoring.validation import NeedDetails, parse_need, parse_offer
 from tests.support.chat_clients import create_people
 from tests.support.mail_server import MailServer
 from tests.support.processes import free_port
 
 ANSWER_TIMEOUT_SECS = 72 * 3600.0
+# A sweep takes milliseconds; the margin is for a loaded CI machine.
+SWEEP_TIMEOUT_SECS = 10.0
 NAMES = ["Claire", "Karim", "Lea", "Ines", "Paul"]
 
 
@@ -566,3 +569,34 @@ async def test_failed_email_sent_by_later_sweep(desk: Desk) -> None:
         address("Lea"), "Votre demande de mentorat attend la prochaine répartition"
     )
     assert await desk.service.outbox.deliver_due() == 0
+
+
+# the background task
+
+
+async def test_sweeper_survives_failed_sweep(desk: Desk, caplog: pytest.LogCaptureFixture) -> None:
+    """Guards against a background task that dies on one database error and leaves
+    every later request unanswered for ever."""
+    await desk.offer("Claire")
+    await desk.offer("Karim")
+    request = await desk.request("Lea", "Claire")
+    desk.clock.advance(hours=73)
+    async with desk.database.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE mentoring_attempts RENAME TO attempts_away"))
+    sweeper = TimeoutSweeper(desk.service, desk.service.outbox, interval_secs=3600)
+    sweeper.start()
+    try:
+        await asyncio.wait_for(sweeper.wait_for_sweeps(1), SWEEP_TIMEOUT_SECS)
+        assert sweeper.failures == 1
+        assert "mentoring sweep failed" in caplog.text
+
+        async with desk.database.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE attempts_away RENAME TO mentoring_attempts"))
+        sweeper.wake()
+        await asyncio.wait_for(sweeper.wait_for_sweeps(2), SWEEP_TIMEOUT_SECS)
+    finally:
+        await sweeper.stop()
+
+    assert sweeper.failures == 1
+    assert sweeper.state is SweeperState.STOPPED
+    assert await desk.pending_mentor(request.id) == desk.id("Karim")
