@@ -26,18 +26,24 @@ SESSION_CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
 
 
+# Largest value of the 32-bit INTEGER primary keys on PostgreSQL.
+ID_MAX = 2**31 - 1
+
+
 class IdConvertor(Convertor[int]):
     """A database id in a path, `{live_id:id}`: 1 to 10 decimal digits.
 
     Starlette's `int` matches any number of digits, and int() raises ValueError above
     4,300 of them, which became a 500. Here a longer number matches no route (404).
-    Ten digits cover every 32-bit id, and routes check the exact maximum.
+    A ten-digit number above ID_MAX converts to 0, which no row has, so the route's
+    lookup finds nothing instead of overflowing PostgreSQL's 32-bit integer column.
     """
 
     regex = "[0-9]{1,10}"
 
     def convert(self, value: str) -> int:
-        return int(value)
+        number = int(value)
+        return number if number <= ID_MAX else 0
 
     def to_string(self, value: int) -> str:
         return str(value)

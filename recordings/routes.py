@@ -225,9 +225,9 @@ def _iso(moment: datetime) -> str:
 
 
 routes = [
-    Route("/lives/{live_id:int}/replay", replay_page, name="replay"),
-    Route("/api/lives/{live_id:int}/recording", recording_status, name="recording_status"),
-    Route("/api/lives/{live_id:int}/replay", replay_data, name="replay_data"),
-    Route("/recordings/{recording_id:int}/video.mp4", video_file, name="recording_video"),
-    Route("/recordings/{recording_id:int}/poster.jpg", poster_file, name="recording_poster"),
+    Route("/lives/{live_id:id}/replay", replay_page, name="replay"),
+    Route("/api/lives/{live_id:id}/recording", recording_status, name="recording_status"),
+    Route("/api/lives/{live_id:id}/replay", replay_data, name="replay_data"),
+    Route("/recordings/{recording_id:id}/video.mp4", video_file, name="recording_video"),
+    Route("/recordings/{recording_id:id}/poster.jpg", poster_file, name="recording_poster"),
 ]

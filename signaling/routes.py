@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from core.settings import Settings
 from core.web import current_user, database_of, settings_of
 from live.access import LiveRole, live_role
-from live.models import Live
+from live.models import LIVE_ID_MAX, Live
 from signaling.media import MediaManager
 from signaling.peers import PeerRole
 from signaling.protocol import (
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 # to a healthy client, so a full queue means the client stopped reading.
 SEND_QUEUE_MAX_FRAMES = 64
 # Live ids are database integer keys; 18 digits stay inside a signed 64-bit integer.
-LIVE_ID_MAX_DIGITS = 18
 # How long a closing socket may take to write its last frames and the close frame.
 CLOSE_WRITE_TIMEOUT_SECS = 5.0
 
@@ -50,9 +49,9 @@ def media_of(websocket: WebSocket) -> MediaManager:
 def parse_live_id(raw: str) -> int | None:
     """Return the live id of the path segment, or None unless it is canonical digits
     (so `012` names no live instead of a second name for live 12)."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > LIVE_ID_MAX_DIGITS:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(LIVE_ID_MAX)):
         return None
-    if str(int(raw)) != raw:
+    if str(int(raw)) != raw or int(raw) > LIVE_ID_MAX:
         return None
     return int(raw)
 
