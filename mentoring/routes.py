@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 import mentoring.conversation_routes
 from accounts.models import Role, User
-from core.web import check_csrf, database_of, render, require_user
+from core.web import ID_MAX, check_csrf, database_of, render, require_user
 from mentoring import conversations, notifications, queries
 from mentoring.batch import run_batch
 from mentoring.catalog import ACADEMIES, DISCIPLINES, LEVELS
@@ -242,7 +242,8 @@ def _mentor_id(form: FormData) -> int | None:
     raw = str(form.get("mentor_id", "")).strip()
     if raw == "":
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+    # Ids are 32-bit database keys: a longer number names nobody.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > ID_MAX:
         raise MentoringError("mentor_invalid", "Choisissez un mentor dans la liste proposée.")
     return int(raw)
 
@@ -355,10 +356,10 @@ routes: list[BaseRoute] = [
     Route("/mentoring/offer/status", offer_status, methods=["POST"]),
     Route("/mentoring/request", request_form, methods=["GET"], name="mentoring_request"),
     Route("/mentoring/request", request_submit, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:int}", request_page, methods=["GET"]),
-    Route("/mentoring/requests/{request_id:int}/cancel", request_cancel, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:int}/accept", request_answer, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:int}/decline", request_answer, methods=["POST"]),
+    Route("/mentoring/requests/{request_id:id}", request_page, methods=["GET"]),
+    Route("/mentoring/requests/{request_id:id}/cancel", request_cancel, methods=["POST"]),
+    Route("/mentoring/requests/{request_id:id}/accept", request_answer, methods=["POST"]),
+    Route("/mentoring/requests/{request_id:id}/decline", request_answer, methods=["POST"]),
     Route("/mentoring/inbox", inbox, methods=["GET"], name="mentoring_inbox"),
     Route("/mentoring/notifications", notifications_page, methods=["GET"]),
     Route("/mentoring/operator/batch", batch_page, methods=["GET", "POST"]),
