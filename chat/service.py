@@ -7,8 +7,10 @@ stored event to the broker. The database is the log; the broker only fans out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,6 +95,25 @@ class ChatService:
         self.rate_limit_window = timedelta(seconds=rate_limit_window_secs)
         # The bound of each connection's send queue (see chat.hub.Subscriber).
         self.send_queue_max_events = send_queue_max_events
+        # Maps a channel to the lock its writers in this process take in turn, for as
+        # long as one of them holds a reference to it.
+        self._write_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _write_lock(self, channel: str) -> asyncio.Lock:
+        """Return the lock of the channel's writers in this process.
+
+        A channel's writers wait for each other in the database anyway (see
+        chat.log.next_seq). Waiting here first keeps them from holding a pooled
+        connection each, and spares SQLite's busy handler, which retries with sleeps
+        of up to 100 ms, the contention between writers of one process.
+        """
+        lock = self._write_locks.get(channel)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._write_locks[channel] = lock
+        return lock
 
     async def start(self) -> None:
         await self.broker.start()
@@ -168,7 +189,11 @@ class ChatService:
         self, channel: str, author: Person, client_id: str, text: str
     ) -> StoredEvent:
         try:
-            async with self.database.session() as session, session.begin():
+            async with (
+                self._write_lock(channel),
+                self.database.session() as session,
+                session.begin(),
+            ):
                 # A retry gets its ack before any check, even after the channel
                 # closed or the person reached the rate limit.
                 existing = await log.find_by_client_id(session, channel, author.id, client_id)
@@ -256,7 +281,11 @@ class ChatService:
 
         started = time.monotonic()
         try:
-            async with self.database.session() as session, session.begin():
+            async with (
+                self._write_lock(channel),
+                self.database.session() as session,
+                session.begin(),
+            ):
                 deletion_seq = await log.next_seq(session, channel)
                 access = await self.policies.access(session, channel, person.id)
                 if access is None or not access.read:
