@@ -50,9 +50,10 @@ def _viewer_zone(user: User | None) -> str:
 
 
 def _live_id(request: Request) -> int:
-    """Return the live id of the request's path; raise a 404 when it is above LIVE_ID_MAX."""
+    """Return the live id of the request's path; raise a 404 when it names no possible live."""
     live_id: int = request.path_params["live_id"]
-    if live_id > LIVE_ID_MAX:
+    # The id convertor turns ids past the 32-bit column into 0, which names no live.
+    if live_id < 1 or live_id > LIVE_ID_MAX:
         raise HTTPException(404, LIVE_NOT_FOUND)
     return live_id
 
