@@ -27,7 +27,7 @@ from live import calendar, service
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live, LiveState
 from live.service import LiveDetails, LiveError
-from recordings.service import latest_recording
+from recordings.service import latest_recording, recent_replays
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,10 @@ async def agenda(request: Request) -> Response:
         registered = (
             await service.registered_live_ids(session, user.id, live_ids) if user else set()
         )
+        replays = await recent_replays(session)
     context = {
         "evenings": service.group_by_evening(lives, zone_name),
+        "replays": replays,
         "counts": counts,
         "registered": registered,
         "viewer_zone": zone_name,

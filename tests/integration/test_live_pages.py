@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from core.timezones import to_local
 from live import lifecycle, service
 from live.models import Live, LiveState
 from live.service import LiveDetails
+from recordings.models import Recording, RecordingStatus
 from tests.support.clients import Account, csrf_from, sign_up
 from tests.support.processes import ServerProcess
 
@@ -149,6 +151,17 @@ async def move_live(database: Database, live_id: int, *states: LiveState) -> Non
         assert live is not None
         for state in states:
             await lifecycle.transition(session, live, state)
+
+
+async def add_recording(
+    database: Database, live_id: int, status: RecordingStatus, reason: str | None = None
+) -> None:
+    """Store a recording of the live in `status`, as the recorder's node would."""
+    async with database.session() as session:
+        session.add(
+            Recording(live_id=live_id, status=status, failure_reason=reason, node_name="test")
+        )
+        await session.commit()
 
 
 # scheduling
@@ -508,6 +521,60 @@ async def test_agenda_lists_tonight_first(
     start_local = to_local(lives[0].starts_at, "Europe/Paris")
     assert f">{start_local:%H:%M}</time>" in text
     assert f'href="/lives/{lives[0].id}"' in text
+
+
+async def test_agenda_lists_recent_replays(
+    signed_up: SignUp, visitor: httpx.Client, database: Database
+) -> None:
+    host = signed_up(new_account("Claire"))
+    coming = unique_title("Bientôt")
+    replayed = unique_title("Déjà diffusé")
+    preparing = unique_title("En préparation")
+    schedule_through_form(host, coming)
+    replayed_id = schedule_through_form(host, replayed)
+    preparing_id = schedule_through_form(host, preparing)
+    for live_id in (replayed_id, preparing_id):
+        await move_live(database, live_id, LiveState.LIVE, LiveState.ENDED)
+    await add_recording(database, replayed_id, RecordingStatus.READY)
+    await add_recording(database, preparing_id, RecordingStatus.PROCESSING)
+
+    for client in (visitor, host):
+        text = page_text(client.get("/"))
+        assert '<h2 id="replays-title">Replays récents</h2>' in text
+        section = text[text.index("Replays récents") :]
+        assert f'<a class="live-title" href="/lives/{replayed_id}/replay">{replayed}</a>' in section
+        assert preparing not in text
+        assert text.index(coming) < text.index("Replays récents")
+    assert "Les replays sont réservés aux membres connectés." in page_text(visitor.get("/"))
+
+
+async def test_agenda_without_lives_offers_replays(tmp_path: Path) -> None:
+    """With no coming live, the agenda used to say only that nothing was scheduled,
+    which left no path to the replays of past lives."""
+    process = ServerProcess(tmp_path / "empty-agenda")
+    db = Database(f"sqlite+aiosqlite:///{process.data_dir / 'veillee.sqlite3'}")
+    try:
+        with httpx.Client(base_url=process.url) as visitor:
+            empty = page_text(visitor.get("/"))
+            assert "Aucun live n'est programmé pour l'instant.</p>" in empty
+            assert "Replays récents" not in empty
+
+            host = sign_up(process.url, new_account("Claire"))
+            title = unique_title("Déjà diffusé")
+            live_id = schedule_through_form(host, title)
+            host.close()
+            await move_live(db, live_id, LiveState.LIVE, LiveState.ENDED)
+            await add_recording(db, live_id, RecordingStatus.READY)
+
+            text = page_text(visitor.get("/"))
+        assert (
+            "Aucun live n'est programmé pour l'instant. "
+            "Les replays des derniers lives sont à regarder ci-dessous."
+        ) in text
+        assert f'href="/lives/{live_id}/replay">{title}</a>' in text
+    finally:
+        await db.dispose()
+        process.stop()
 
 
 async def test_my_agenda_lists_own_lives(signed_up: SignUp) -> None:
