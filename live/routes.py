@@ -14,7 +14,6 @@ from starlette.routing import Route
 from accounts.models import User
 from core.database import utc_now
 from core.settings import DEFAULT_TIME_ZONE
-from core.timezones import to_local
 from core.web import (
     check_csrf,
     current_user,
@@ -40,8 +39,6 @@ STATE_LABELS: dict[LiveState, str] = {
     LiveState.CANCELLED: "Annulé",
     LiveState.INTERRUPTED: "Interrompu",
 }
-# Start time offered by an empty schedule form: the usual evening slot.
-DEFAULT_START_TIME = "20:30"
 LIVE_NOT_FOUND = "Ce live n'existe pas."
 
 
@@ -133,13 +130,12 @@ def _form_context(values: dict[str, str], live: Live | None = None) -> dict[str,
 async def new_live(request: Request) -> Response:
     user = await require_user(request)
     if request.method == "GET":
-        # Today in the host's zone, as a starting point for the date picker.
-        today = to_local(utc_now(), user.time_zone).date()
+        start_day, start_time = service.default_start(user.time_zone)
         values = {
             "title": "",
             "description": "",
-            "start_day": today.isoformat(),
-            "start_time": DEFAULT_START_TIME,
+            "start_day": start_day.isoformat(),
+            "start_time": start_time.strftime("%H:%M"),
             "time_zone": user.time_zone,
             "duration_minutes": str(service.DEFAULT_DURATION_MINUTES),
         }

@@ -7,7 +7,7 @@ import html
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -195,6 +195,32 @@ async def starts_at_of(database: Database, live_id: int) -> datetime:
         live = await service.get_live(session, live_id)
     assert live is not None
     return live.starts_at
+
+
+async def test_schedule_form_prefills_coming_evening(signed_up: SignUp, database: Database) -> None:
+    """At 23:28 the form used to offer today at 20:30, which the server then rejected
+    as already past. Whatever the time, the prefilled start is accepted as it is."""
+    for zone_name in ("Europe/Paris", "Pacific/Noumea", "America/Cayenne"):
+        host = signed_up(new_account("Claire"), zone_name)
+        form_page = host.get("/lives/new")
+        day = re.search(r'name="start_day" required value="([^"]+)"', form_page.text)
+        start_time = re.search(r'name="start_time" required value="([^"]+)"', form_page.text)
+        assert day is not None
+        assert start_time is not None
+        assert start_time.group(1) == "20:30"
+        today = to_local(datetime.now(UTC), zone_name).date()
+        assert date.fromisoformat(day.group(1)) in (today, today + timedelta(days=1))
+
+        title = unique_title("Prérempli")
+        form = {
+            **tomorrow_evening_form(title),
+            "start_day": day.group(1),
+            "start_time": start_time.group(1),
+            "time_zone": zone_name,
+        }
+        response = host.post("/lives/new", data={"csrf_token": csrf_from(form_page.text), **form})
+        assert response.status_code == 303, page_text(response)[:2000]
+        assert await count_lives_titled(database, title) == 1
 
 
 async def test_schedule_form_shows_french_error(signed_up: SignUp, database: Database) -> None:
