@@ -3,6 +3,7 @@ edit and cancel controls, status line, end card, recording line and replay link.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from core.database import Database
+from live import lifecycle, service
+from live.models import LiveState
+from recordings.models import Recording, RecordingStatus
 from tests.e2e.browser import FakeMedia, launch_chromium, make_fake_media, record_console
 from tests.support.clients import Account, register_for_live, schedule_live, sign_up
 from tests.support.processes import PROJECT_DIR, ServerProcess
@@ -182,6 +187,57 @@ def test_ended_page_follows_recording_frames(
         expect(replay_link).to_be_visible()
         expect(replay_link).to_have_attribute("href", f"/lives/{live_id}/replay")
         save_screenshot(page, "attendee-ended.png")
+
+    errors = [line for line in console if line.startswith(("error", "pageerror"))]
+    assert errors == []
+
+
+async def end_with_unfinished_recording(data_dir: Path, live_id: int) -> None:
+    """End the live with a recording still in status recording, as between the end
+    and the moment the recorder's node starts finishing it."""
+    database = Database(f"sqlite+aiosqlite:///{data_dir / 'veillee.sqlite3'}")
+    try:
+        async with database.session() as session:
+            live = await service.get_live(session, live_id)
+            assert live is not None
+            await lifecycle.transition(session, live, LiveState.LIVE)
+            await lifecycle.transition(session, live, LiveState.ENDED)
+            session.add(
+                Recording(live_id=live_id, status=RecordingStatus.RECORDING, node_name="test")
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
+def test_replay_page_of_finishing_recording(
+    server: ServerProcess, host_client: httpx.Client, attendee_client: httpx.Client
+) -> None:
+    """Guards against replay.js replacing the server's "en préparation" with "Le live
+    est en cours" for an ended live whose recording is not yet being finished."""
+    live_id = schedule_live(host_client, "Les cartes mentales en classe de seconde")
+    asyncio.run(end_with_unfinished_recording(server.data_dir, live_id))
+    console: list[str] = []
+    with sync_playwright() as playwright, launch_chromium(playwright) as context:
+        context.add_cookies(
+            [
+                {"name": name, "value": value, "url": server.url}
+                for name, value in attendee_client.cookies.items()
+            ]
+        )
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        page = context.pages[0] if context.pages else context.new_page()
+        record_console(page, console)
+        with page.expect_response(f"**/api/lives/{live_id}/replay"):
+            page.goto(f"{server.url}/lives/{live_id}/replay")
+
+        expect(page.locator("[data-replay-chat-status]")).to_have_text(
+            "La discussion s'affichera avec la vidéo."
+        )
+        expect(page.locator("[data-replay-status]")).to_have_text(
+            "Le replay est en préparation. Cette page l'affichera dès qu'il sera prêt."
+        )
+        expect(page.locator("[data-replay-video]")).to_be_hidden()
 
     errors = [line for line in console if line.startswith(("error", "pageerror"))]
     assert errors == []

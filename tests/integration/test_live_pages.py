@@ -430,6 +430,81 @@ async def test_cancel_rejected_after_start(signed_up: SignUp, database: Database
     assert "Ce live a déjà commencé" in page_text(response)
 
 
+# the replay page before its replay is ready
+
+
+async def test_replay_page_explains_each_case(signed_up: SignUp, database: Database) -> None:
+    """The replay page used to say "Ce live n'a pas été enregistré." even before the
+    live had taken place."""
+    host = signed_up(new_account("Claire"))
+    colleague = signed_up(new_account("Paul"))
+    failure = "L'enregistrement est vide : aucune image ni aucun son n'a été reçu."
+    # (case, states the live goes through, recording status, expected sentence)
+    cases: list[tuple[str, tuple[LiveState, ...], RecordingStatus | None, str]] = [
+        (
+            "scheduled",
+            (),
+            None,
+            "Ce live n'a pas encore eu lieu : le replay sera disponible après sa diffusion.",
+        ),
+        (
+            "cancelled",
+            (LiveState.CANCELLED,),
+            None,
+            "Ce live a été annulé : il n'a pas eu lieu, il n'a donc pas de replay.",
+        ),
+        (
+            "on air",
+            (LiveState.LIVE,),
+            RecordingStatus.RECORDING,
+            "Le live est en cours : son replay sera disponible après la fin.",
+        ),
+        (
+            "ended, recorder finishing",
+            (LiveState.LIVE, LiveState.ENDED),
+            RecordingStatus.RECORDING,
+            "Le replay est en préparation. Cette page l'affichera dès qu'il sera prêt.",
+        ),
+        (
+            "processing",
+            (LiveState.LIVE, LiveState.ENDED),
+            RecordingStatus.PROCESSING,
+            "Le replay est en préparation. Cette page l'affichera dès qu'il sera prêt.",
+        ),
+        (
+            "failed",
+            (LiveState.LIVE, LiveState.ENDED),
+            RecordingStatus.FAILED,
+            f"Le replay n'a pas pu être préparé : {failure}",
+        ),
+        (
+            "not recorded",
+            (LiveState.LIVE, LiveState.ENDED),
+            None,
+            "Ce live n'a pas été enregistré.",
+        ),
+    ]
+    for case, states, recording_status, expected in cases:
+        live_id = schedule_through_form(host, unique_title(f"Replay {case}"))
+        await move_live(database, live_id, *states)
+        if recording_status is not None:
+            reason = failure if recording_status is RecordingStatus.FAILED else None
+            await add_recording(database, live_id, recording_status, reason)
+
+        response = colleague.get(f"/lives/{live_id}/replay")
+        assert response.status_code == 200, case
+        status_line = re.search(r"<p [^>]*data-replay-status[^>]*>(.*?)</p>", page_text(response))
+        assert status_line is not None, case
+        assert status_line.group(1).strip() == expected, case
+        assert "Chargement de la discussion" not in page_text(response), case
+
+        api = colleague.get(f"/api/lives/{live_id}/replay")
+        if recording_status is None:
+            assert api.status_code == 404, case
+        else:
+            assert api.json()["live_state"] == states[-1].value, case
+
+
 # CSRF and log-in
 
 
