@@ -40,6 +40,26 @@ const END_CARD_TITLES = {
   [LiveState.CANCELLED]: "Ce live a été annulé",
 };
 
+// Maps the name of the DOMException that getUserMedia rejects with to the fix the host can make.
+const CAMERA_ERROR_MESSAGES = {
+  NotAllowedError:
+    "Votre navigateur bloque l'accès à la caméra ou au micro. Autorisez-les pour ce site, puis rechargez la page.",
+  SecurityError:
+    "Votre navigateur bloque l'accès à la caméra ou au micro. Autorisez-les pour ce site, puis rechargez la page.",
+  NotFoundError:
+    "Aucune caméra ou aucun micro n'a été trouvé. Branchez-les, puis rechargez la page.",
+  OverconstrainedError:
+    "Aucune caméra ou aucun micro n'a été trouvé. Branchez-les, puis rechargez la page.",
+  NotReadableError:
+    "La caméra ou le micro est déjà utilisé par une autre application. Fermez-la, puis rechargez la page.",
+};
+const CAMERA_ERROR_OTHER =
+  "Impossible d'accéder à la caméra ou au micro. Vérifiez qu'ils sont branchés, puis rechargez la page.";
+// Browsers leave navigator.mediaDevices undefined outside a secure context: a page
+// served over plain HTTP from an address other than localhost.
+const CAMERA_ERROR_INSECURE =
+  "Votre navigateur ne donne accès à la caméra que sur une connexion sécurisée : ouvrez le site en https.";
+
 // States in which the host's camera is no longer needed.
 const FINISHED_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
 // States in which the host may still edit or cancel the live.
@@ -139,16 +159,19 @@ class Stage {
   }
 
   async startCamera() {
+    if (navigator.mediaDevices?.getUserMedia === undefined) {
+      console.warn("live: navigator.mediaDevices is unavailable, the page is not in a secure context");
+      this.showError(CAMERA_ERROR_INSECURE);
+      return;
+    }
     try {
       this.cameraStream = await navigator.mediaDevices.getUserMedia({
         video: { width: { ideal: 1280 }, height: { ideal: 720 } },
         audio: true,
       });
     } catch (error) {
-      console.error("live: camera or microphone unavailable", error);
-      this.showError(
-        "Impossible d'accéder à la caméra ou au micro. Autorisez-les dans votre navigateur, puis rechargez la page.",
-      );
+      console.warn("live: camera or microphone unavailable: %s", error?.name, error);
+      this.showError(CAMERA_ERROR_MESSAGES[error?.name] ?? CAMERA_ERROR_OTHER);
       return;
     }
     this.video.muted = true;
