@@ -196,9 +196,9 @@ class ChatService:
             ):
                 # A retry gets its ack before any check, even after the channel
                 # closed or the person reached the rate limit.
-                existing = await log.find_by_client_id(session, channel, author.id, client_id)
+                existing = await log.find_seq_by_client_id(session, channel, author.id, client_id)
                 if existing is not None:
-                    raise _AlreadyStoredError(existing.seq)
+                    raise _AlreadyStoredError(existing)
                 await self._authorize_send(session, channel, author.id)
 
                 # The counter update takes the write lock: from here on, the channel's
@@ -212,17 +212,16 @@ class ChatService:
                     logger.info("chat send channel=%s user=%s: rate limited", channel, author.id)
                     raise ChatError(ErrorCode.RATE_LIMITED)
 
-                session.add(
-                    ChannelEvent(
-                        channel=channel,
-                        seq=seq,
-                        kind=EventKind.MESSAGE,
-                        author_id=author.id,
-                        client_id=client_id,
-                        text=text,
-                        created_at=now,
-                    )
+                event = StoredEvent(
+                    channel=channel,
+                    seq=seq,
+                    kind=EventKind.MESSAGE,
+                    person=author,
+                    created_at=now,
+                    client_id=client_id,
+                    text=text,
                 )
+                await log.insert_message(session, event)
         except IntegrityError as error:
             # The same client_id was stored by a concurrent send (another process,
             # or a retry racing the first attempt): the first one wins.
@@ -244,15 +243,7 @@ class ChatService:
                 error,
             )
             raise ChatError(ErrorCode.TRY_AGAIN) from error
-        return StoredEvent(
-            channel=channel,
-            seq=seq,
-            kind=EventKind.MESSAGE,
-            person=author,
-            created_at=now,
-            client_id=client_id,
-            text=text,
-        )
+        return event
 
     async def _authorize_send(self, session: AsyncSession, channel: str, user_id: int) -> None:
         access = await self.policies.access(session, channel, user_id)
@@ -264,10 +255,9 @@ class ChatService:
     async def _find_client_id(self, channel: str, author_id: int, client_id: str) -> int | None:
         try:
             async with self.database.session() as session:
-                existing = await log.find_by_client_id(session, channel, author_id, client_id)
+                return await log.find_seq_by_client_id(session, channel, author_id, client_id)
         except _DATABASE_ERRORS:
             return None
-        return existing.seq if existing is not None else None
 
     async def delete(self, channel: str, person: Person, seq: int) -> DeleteResult:
         """Store and publish the deletion of message `seq`; raise ChatError when rejected.
