@@ -50,6 +50,17 @@ async def signup(request: Request) -> Response:
     return RedirectResponse("/", status_code=303)
 
 
+def _missing_login_fields(email: str, password: str) -> str | None:
+    """Return the French error naming the empty fields of the log-in form, or None."""
+    if not email.strip() and not password:
+        return "Indiquez votre adresse électronique et votre mot de passe."
+    if not email.strip():
+        return "Indiquez votre adresse électronique."
+    if not password:
+        return "Indiquez votre mot de passe."
+    return None
+
+
 async def login(request: Request) -> Response:
     next_url = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
@@ -58,9 +69,22 @@ async def login(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form)
     email = str(form.get("email", ""))
+    password = str(form.get("password", ""))
     next_url = _safe_next(form.get("next"))
+    missing = _missing_login_fields(email, password)
+    if missing is not None:
+        logger.info(
+            "log-in rejected, empty field client=%s",
+            request.client.host if request.client else "?",
+        )
+        return await render(
+            request,
+            "accounts/login.html",
+            {"email": email, "next": next_url, "error": missing},
+            400,
+        )
     async with database_of(request).session() as session:
-        user = await service.authenticate(session, email, str(form.get("password", "")))
+        user = await service.authenticate(session, email, password)
     if user is None:
         logger.warning("log-in failed client=%s", request.client.host if request.client else "?")
         return await render(
