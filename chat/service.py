@@ -104,10 +104,10 @@ class ChatService:
     def _write_lock(self, channel: str) -> asyncio.Lock:
         """Return the lock of the channel's writers in this process.
 
-        A channel's writers wait for each other in the database anyway (see
-        chat.log.next_seq). Waiting here first keeps them from holding a pooled
-        connection each, and spares SQLite's busy handler, which retries with sleeps
-        of up to 100 ms, the contention between writers of one process.
+        A channel's writers wait for each other in the database from `next_seq` to
+        the commit (see chat.log.next_seq). The writers of one process wait here for
+        the same span instead, so that only writers of different processes meet in
+        the database: SQLite's busy handler retries with sleeps of up to 100 ms.
         """
         lock = self._write_locks.get(channel)
         if lock is None:
@@ -189,11 +189,8 @@ class ChatService:
         self, channel: str, author: Person, client_id: str, text: str
     ) -> StoredEvent:
         try:
-            async with (
-                self._write_lock(channel),
-                self.database.session() as session,
-                session.begin(),
-            ):
+            # Leaving the session without a commit rolls the transaction back.
+            async with self.database.session() as session:
                 # A retry gets its ack before any check, even after the channel
                 # closed or the person reached the rate limit.
                 existing = await log.find_seq_by_client_id(session, channel, author.id, client_id)
@@ -203,25 +200,31 @@ class ChatService:
 
                 # The counter update takes the write lock: from here on, the channel's
                 # writers wait for each other, which also makes the rate count exact.
-                seq = await log.next_seq(session, channel)
-                now = self._clock()
-                recent = await log.count_messages_since(
-                    session, channel, author.id, now - self.rate_limit_window
-                )
-                if recent >= self.rate_limit_messages:
-                    logger.info("chat send channel=%s user=%s: rate limited", channel, author.id)
-                    raise ChatError(ErrorCode.RATE_LIMITED)
+                # The writers of this process wait on the asyncio lock instead, for
+                # the same statements, so that the checks above run side by side.
+                async with self._write_lock(channel):
+                    seq = await log.next_seq(session, channel)
+                    now = self._clock()
+                    recent = await log.count_messages_since(
+                        session, channel, author.id, now - self.rate_limit_window
+                    )
+                    if recent >= self.rate_limit_messages:
+                        logger.info(
+                            "chat send channel=%s user=%s: rate limited", channel, author.id
+                        )
+                        raise ChatError(ErrorCode.RATE_LIMITED)
 
-                event = StoredEvent(
-                    channel=channel,
-                    seq=seq,
-                    kind=EventKind.MESSAGE,
-                    person=author,
-                    created_at=now,
-                    client_id=client_id,
-                    text=text,
-                )
-                await log.insert_message(session, event)
+                    event = StoredEvent(
+                        channel=channel,
+                        seq=seq,
+                        kind=EventKind.MESSAGE,
+                        person=author,
+                        created_at=now,
+                        client_id=client_id,
+                        text=text,
+                    )
+                    await log.insert_message(session, event)
+                    await session.commit()
         except IntegrityError as error:
             # The same client_id was stored by a concurrent send (another process,
             # or a retry racing the first attempt): the first one wins.
