@@ -54,6 +54,11 @@ BLOCK_HEIGHT = 48
 BAR_WIDTH = 16
 LUMA_DARK = 16
 LUMA_BRIGHT = 235
+# Frames counted per viewer by `count_window`: three seconds of picture.
+WINDOW_FRAMES = 3 * PICTURE_FRAME_RATE
+# Share of the frames sent that a viewer must decode. Frames are lost only to packet
+# loss or a congested machine, so a correct relay stays well above it.
+MIN_DECODED_SHARE = 2 / 3
 
 
 class NumberedPictureTrack(VideoStreamTrack):
@@ -225,6 +230,26 @@ class Viewer:
         for consumer in self._consumers:
             consumer.cancel()
         await asyncio.gather(*self._consumers, return_exceptions=True)
+
+
+async def count_window(viewer: Viewer, publisher: Publisher) -> tuple[int, int, int]:
+    """Count, over the next WINDOW_FRAMES frames sent, the video frames the viewer
+    decodes, and the audio frames sent and received meanwhile.
+
+    Returns (video frames decoded of the window, audio frames sent, audio received).
+    """
+    first = publisher.video.frames_sent
+    last = first + WINDOW_FRAMES - 1
+    audio_sent_before = publisher.audio.frames_sent
+    audio_received_before = viewer.audio_frames
+
+    # frames arrive in order, so once a later frame is decoded, no window frame is in flight
+    await viewer.wait_for_frame_number(last + 1)
+
+    decoded = len(viewer.numbers_between(first, last))
+    audio_sent = publisher.audio.frames_sent - audio_sent_before
+    audio_received = viewer.audio_frames - audio_received_before
+    return decoded, audio_sent, audio_received
 
 
 class SignalingClient:
