@@ -47,6 +47,7 @@ from core.settings import (
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
     Settings,
+    default_node_name,
     load_secret_key,
     parse_ice_servers,
 )
@@ -353,7 +354,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,
         mentoring_sweep_interval_secs=arguments.mentoring_sweep_interval,
-        node_name=os.environ.get("NODE_NAME", f"{arguments.host}:{arguments.port}"),
+        node_name=os.environ.get("NODE_NAME") or default_node_name(arguments.host, arguments.port),
     )
 
 

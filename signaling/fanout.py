@@ -24,7 +24,7 @@ from chat.redis_broker import RedisBroker
 from signaling.audience import LocalAudience, viewers_frame
 from signaling.media import Listener
 from signaling.nodes import KEY_PREFIX, LEASE_TTL_MS, REDIS_ERRORS, RENEW_INTERVAL_SECS
-from signaling.tasks import TaskSupervisor, repeat
+from signaling.tasks import TaskSupervisor, raise_if_cancelling, repeat
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Outbox:
     async def run(self) -> None:
         failures = 0
         while True:
+            raise_if_cancelling()
             channel, payload = await self._queue.get()
             try:
                 await self.redis.publish(channel, payload)

@@ -43,8 +43,21 @@ NODE_CHECK_INTERVAL_SECS = 1.0
 # The survivor that recovers a dead node holds its claim at most this long, long
 # enough for a few database writes; when it dies meanwhile, another one takes over.
 RECOVERY_CLAIM_TTL_MS = 30_000
-# How often a starting node looks whether the lease of its previous process expired.
-STARTUP_POLL_SECS = 0.5
+
+
+@dataclass(frozen=True)
+class LeaseTimings:
+    """How long leases last and how often they are renewed and checked; tests shorten
+    them to see a node die in a fraction of a second."""
+
+    ttl_ms: int = LEASE_TTL_MS
+    renew_interval_secs: float = RENEW_INTERVAL_SECS
+    check_interval_secs: float = NODE_CHECK_INTERVAL_SECS
+
+    @property
+    def ttl_secs(self) -> float:
+        return self.ttl_ms / 1000
+
 
 # Renews the node's lease and the leases of the lives it carries, atomically.
 # KEYS: node lease, nodes set, node's lives set, then one live lease per live.
@@ -194,8 +207,10 @@ class NodeRegistry:
         on_node_gone: NodeGoneHandler,
         recover_live: LiveRecoverer,
         on_live_lost: LiveLostHandler,
+        timings: LeaseTimings = LeaseTimings(),
     ) -> None:
         self.redis = client
+        self.timings = timings
         self.identity = identity
         self.name = identity.name
         self._owned_lives = owned_lives
@@ -221,7 +236,7 @@ class NodeRegistry:
     def lease_is_current(self) -> bool:
         """Whether the node's lease was renewed within its time to live."""
         renewed = self._last_renewed_monotonic
-        return renewed is not None and time.monotonic() - renewed < LEASE_TTL_MS / 1000
+        return renewed is not None and time.monotonic() - renewed < self.timings.ttl_secs
 
     async def start(self) -> None:
         """Take the node's lease, interrupt what a previous process of this name left
@@ -237,13 +252,18 @@ class NodeRegistry:
                 error,
             )
         self.tasks.spawn(
-            repeat(self._renew, RENEW_INTERVAL_SECS, f"{self!r} lease renewal", REDIS_ERRORS),
+            repeat(
+                self._renew,
+                self.timings.renew_interval_secs,
+                f"{self!r} lease renewal",
+                REDIS_ERRORS,
+            ),
             "lease renewal",
         )
         self.tasks.spawn(
             repeat(
                 self._check_nodes,
-                NODE_CHECK_INTERVAL_SECS,
+                self.timings.check_interval_secs,
                 f"{self!r} node check",
                 (*REDIS_ERRORS, RecoveryFailedError),
             ),
@@ -254,11 +274,11 @@ class NodeRegistry:
     async def _take_lease(self) -> None:
         # A process of this name that was killed leaves its lease until it expires:
         # wait that long, then treat a lease still renewed as another running process.
-        deadline = time.monotonic() + LEASE_TTL_MS / 1000 + RENEW_INTERVAL_SECS
+        deadline = time.monotonic() + self.timings.ttl_secs + self.timings.renew_interval_secs
         waited = False
         while True:
             taken = await self.redis.set(
-                node_key(self.name), self.identity.lease_value(), nx=True, px=LEASE_TTL_MS
+                node_key(self.name), self.identity.lease_value(), nx=True, px=self.timings.ttl_ms
             )
             if taken:
                 await self.redis.sadd(NODES_KEY, self.name)
@@ -271,10 +291,11 @@ class NodeRegistry:
                 logger.info(
                     "%r: waiting up to %.0f s for the lease of a previous process to expire",
                     self,
-                    LEASE_TTL_MS / 1000,
+                    self.timings.ttl_secs,
                 )
                 waited = True
-            await asyncio.sleep(STARTUP_POLL_SECS)
+            # a starting node looks a few times per lease whether its predecessor's expired
+            await asyncio.sleep(self.timings.renew_interval_secs / 4)
 
     async def stop(self) -> None:
         """Stop the loops and give up every lease, so that nothing of this node remains."""
@@ -303,7 +324,7 @@ class NodeRegistry:
         """Make this node the live's media node unless another one is; return the owner."""
         owner = await self._claim_script(
             keys=[live_node_key(live_id), node_lives_key(self.name)],
-            args=[self.name, LEASE_TTL_MS, live_id],
+            args=[self.name, self.timings.ttl_ms, live_id],
         )
         owner_name = _text(owner)
         if owner_name == self.name:
@@ -327,7 +348,7 @@ class NodeRegistry:
                 node_lives_key(self.name),
                 *(live_node_key(live_id) for live_id in lives),
             ],
-            args=[self.name, self.identity.lease_value(), LEASE_TTL_MS, *lives],
+            args=[self.name, self.identity.lease_value(), self.timings.ttl_ms, *lives],
         )
         held, lost = int(result[0]), [int(live_id) for live_id in result[1]]
         if not held:
@@ -346,7 +367,7 @@ class NodeRegistry:
         now = time.monotonic()
         if self._last_renewed_monotonic is not None:
             gap_secs = now - self._last_renewed_monotonic
-            if gap_secs > LEASE_TTL_MS / 1000:
+            if gap_secs > self.timings.ttl_secs:
                 # NOTE: other nodes may have interrupted this node's lives meanwhile;
                 # the media sessions go on, and the host's next publish resumes the live.
                 logger.warning("%r: lease renewed after a gap of %.1f s", self, gap_secs)

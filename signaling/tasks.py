@@ -66,6 +66,18 @@ class TaskSupervisor:
             await asyncio.gather(*others, return_exceptions=True)
 
 
+def raise_if_cancelling() -> None:
+    """Raise CancelledError when the current task was asked to stop.
+
+    NOTE: a call may swallow the CancelledError meant for its task (seen with redis-py
+    8.2 in the middle of a command), so a loop that must end when cancelled checks this
+    on each turn.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 # First wait after a failed step of `repeat`, doubled after each failure up to the
 # step's own interval: a short outage is bridged quickly, a long one costs one try per
 # interval.
@@ -89,6 +101,7 @@ async def repeat(
     first_failure_monotonic = 0.0
     retry_secs = RETRY_INITIAL_SECS
     while True:
+        raise_if_cancelling()
         try:
             await step()
         except expected_errors as error:
