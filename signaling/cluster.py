@@ -37,6 +37,7 @@ from signaling.nodes import (
     NodeRegistry,
     RecoveryFailedError,
 )
+from signaling.peers import PeerRole
 from signaling.protocol import ErrorCode, ProtocolError
 from signaling.tasks import TaskSupervisor
 
@@ -88,6 +89,8 @@ class ClusterRouter:
         return f"ClusterRouter({self.node})"
 
     async def start(self) -> None:
+        """Listen to this node's inbox and take its lease; raise NodeNameTakenError when
+        another running process has this node's name."""
         await self.broker.subscribe(self.link.inbox)
         await self.broker.start()
         try:
@@ -95,7 +98,11 @@ class ClusterRouter:
         except TimeoutError:
             logger.warning("%r: signaling broker not connected yet; it keeps trying", self)
         self.audience.start()
-        await self.registry.start()
+        try:
+            await self.registry.start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         await self.audience.outbox.flush(OUTBOX_FLUSH_TIMEOUT_SECS)
@@ -120,19 +127,19 @@ class ClusterRouter:
         await self.media.release(live_id, listener)
 
     async def publish(self, live_id: int, listener: Listener, offer_sdp: str) -> str:
-        owner = await self._redis(self.registry.claim_live(live_id), "claim", live_id)
+        owner = await self._call_redis(self.registry.claim_live(live_id), "claim", live_id)
         if owner == self.node:
             return await self._publish_here(live_id, listener, offer_sdp)
         return await self._forward(owner, "publish", live_id, listener, offer_sdp)
 
     async def watch(self, live_id: int, listener: Listener, offer_sdp: str) -> str:
-        owner = await self._redis(self.registry.owner_of(live_id), "look up", live_id)
+        owner = await self._call_redis(self.registry.owner_of(live_id), "look up", live_id)
         if owner is None or owner == self.node:
             return await self.media.watch(live_id, listener, offer_sdp)
         return await self._forward(owner, "watch", live_id, listener, offer_sdp)
 
     async def end(self, live_id: int, listener: Listener) -> None:
-        owner = await self._redis(self.registry.owner_of(live_id), "look up", live_id)
+        owner = await self._call_redis(self.registry.owner_of(live_id), "look up", live_id)
         if owner is None or owner == self.node:
             # with no media node, an interrupted live is ended here
             await self.media.end(live_id)
@@ -167,7 +174,7 @@ class ClusterRouter:
                         "%r: lease of live %s kept until it expires: %s", self, live_id, error
                     )
 
-    async def _redis(self, call: Awaitable[T], what: str, live_id: int) -> T:
+    async def _call_redis(self, call: Awaitable[T], what: str, live_id: int) -> T:
         try:
             return await call
         except REDIS_ERRORS as error:
@@ -179,6 +186,10 @@ class ClusterRouter:
     async def _serve(
         self, operation: str, live_id: int, listener: Listener, offer_sdp: str | None
     ) -> str | None:
+        # the socket's node checked the role already; a request from an older or buggy
+        # node is checked again
+        if operation in {"publish", "end"} and listener.role is not PeerRole.HOST:
+            raise ProtocolError(ErrorCode.FORBIDDEN)
         if operation == "end":
             await self.media.end(live_id)
             return None
@@ -186,7 +197,7 @@ class ClusterRouter:
             raise ProtocolError(ErrorCode.INVALID_FRAME)
         if operation == "watch":
             return await self.media.watch(live_id, listener, offer_sdp)
-        owner = await self._redis(self.registry.claim_live(live_id), "claim", live_id)
+        owner = await self._call_redis(self.registry.claim_live(live_id), "claim", live_id)
         if owner != self.node:
             # the live moved meanwhile; the client's next publish goes to its new node
             logger.warning(
@@ -196,17 +207,23 @@ class ClusterRouter:
         return await self._publish_here(live_id, listener, offer_sdp)
 
     def _receive(self, channel: str, payload: str) -> None:
-        if channel == self.link.inbox:
-            self.link.receive(payload)
-            return
-        live_id = _live_of_events_channel(channel)
-        if live_id is not None:
-            self.audience.receive(live_id, payload)
+        # An exception here would end the broker's connection, so a bug in handling one
+        # message is logged and the message dropped.
+        try:
+            if channel == self.link.inbox:
+                self.link.receive(payload)
+                return
+            live_id = _live_of_events_channel(channel)
+            if live_id is not None:
+                self.audience.receive(live_id, payload)
+        except Exception:
+            logger.exception("%r: a message on channel %s could not be handled", self, channel)
 
     def _reconnected(self) -> None:
         # after the first connection too: frames published before the subscriptions
         # were active are lost for this process
-        self.tasks.spawn(self._resync(), "resync")
+        if not self.tasks.is_closed:
+            self.tasks.spawn(self._resync(), "resync")
 
     async def _resync(self) -> None:
         lives = self.audience.followed_lives

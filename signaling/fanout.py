@@ -248,6 +248,9 @@ class ClusterAudience(LocalAudience):
         self._schedule(live_id, write=True)
 
     def _schedule(self, live_id: int, write: bool = False, recount: bool = False) -> None:
+        if self.tasks.is_closed:
+            # closing: `close` deletes this process's viewer sets
+            return
         sync = self._syncs.setdefault(live_id, ViewerSync())
         sync.write = sync.write or write
         sync.recount = sync.recount or recount

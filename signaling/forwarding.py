@@ -219,7 +219,9 @@ class NodeLink:
     # messages
 
     def receive(self, payload: str) -> None:
-        """Handle one message of this node's inbox."""
+        """Handle one message of this node's inbox; after `close`, drop it."""
+        if self.tasks.is_closed:
+            return
         try:
             message = json.loads(payload)
             kind = message["kind"]
@@ -307,6 +309,8 @@ class NodeLink:
     def node_gone(self, name: str, instance: str) -> None:
         """Fail the requests waiting for the dead node `name`, and release the peers of
         the sockets that its process `instance` had here."""
+        if self.tasks.is_closed:
+            return
         for reply_future, node in self._pending.values():
             if node == name and not reply_future.done():
                 reply_future.set_result(

@@ -298,17 +298,19 @@ class NodeRegistry:
             await asyncio.sleep(self.timings.renew_interval_secs / 4)
 
     async def stop(self) -> None:
-        """Stop the loops and give up every lease, so that nothing of this node remains."""
+        """Stop the loops and give up every lease, so that nothing of this node remains.
+
+        The node's records stay when another process holds its name, which happens
+        when `start` failed with NodeNameTakenError.
+        """
         await self.tasks.close()
-        lives = set(self._renewed_lives)
         try:
-            for live_id in lives:
-                await self.release_live(live_id)
-            await self.redis.delete(node_lives_key(self.name))
             holder = await self.redis.get(node_key(self.name))
             if instance_of(holder) == self.identity.instance:
-                await self.redis.delete(node_key(self.name))
-            await self.redis.srem(NODES_KEY, self.name)
+                for live_id in sorted(self._renewed_lives):
+                    await self.release_live(live_id)
+                await self.redis.delete(node_lives_key(self.name), node_key(self.name))
+                await self.redis.srem(NODES_KEY, self.name)
         except REDIS_ERRORS as error:
             logger.warning("%r: leases not released at stop, they expire: %s", self, error)
         logger.info("%r: media node stopped", self)

@@ -20,6 +20,10 @@ class TaskSupervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
     def spawn(
         self,
         coroutine: Coroutine[Any, Any, None],
