@@ -48,7 +48,7 @@ class LocalAudience:
             self.viewers_changed(live_id, None)
 
     def local_viewers(self, live_id: int) -> frozenset[int]:
-        """The user ids of the people with a viewer socket open on this process."""
+        """Return the user ids of the people with a viewer socket open on this process."""
         return frozenset(
             listener.user_id
             for listener in self.listeners.get(live_id, ())

@@ -201,7 +201,7 @@ class ClusterRouter:
         if owner != self.node:
             # the live moved meanwhile; the client's next publish goes to its new node
             logger.warning(
-                "%r: publish of live %s refused: node %s carries it", self, live_id, owner
+                "%r: publish of live %s rejected: node %s carries it", self, live_id, owner
             )
             raise ProtocolError(ErrorCode.TRY_AGAIN)
         return await self._publish_here(live_id, listener, offer_sdp)

@@ -29,12 +29,12 @@ from signaling.tasks import TaskSupervisor, raise_if_cancelling, repeat
 logger = logging.getLogger(__name__)
 
 # Messages waiting to be published. Frames are broadcast a few times per live and
-# minute, so a full outbox means Redis stopped answering; what does not fit is dropped.
+# minute, so a full outbox means Redis stopped responding, and what does not fit is dropped.
 OUTBOX_MAX_MESSAGES = 1_000
 
 
 def events_channel(live_id: int) -> str:
-    """The broker channel of the live's events (prefixed with KEY_PREFIX in Redis)."""
+    """Return the broker channel of the live's events (KEY_PREFIX comes before it in Redis)."""
     return f"live:{live_id}:events"
 
 
@@ -105,7 +105,7 @@ class ViewerSync:
     recount: bool = False
     # host sockets that joined and have not been sent the count yet
     new_hosts: list[Listener] = field(default_factory=list)
-    # nodes that announced viewers of the live, counted even before the node check sees them
+    # nodes that announced viewers of the live, counted before the node check finds them
     heard_from: set[str] = field(default_factory=set)
     last_count: int | None = None
     task: asyncio.Task[None] | None = None

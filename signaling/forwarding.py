@@ -55,7 +55,7 @@ PeerReleaser = Callable[[int, Listener], Coroutine[Any, Any, None]]
 
 
 def inbox_channel(node: str) -> str:
-    """The broker channel of the node's inbox (prefixed with KEY_PREFIX in Redis)."""
+    """Return the broker channel of the node's inbox (KEY_PREFIX comes before it in Redis)."""
     return f"inbox:{node}"
 
 
@@ -80,7 +80,7 @@ class RemoteListener:
         self.live_id = live_id
         self.user_id = user_id
         self.role = role
-        # set when the socket's node said it closed, or died
+        # set when the socket's node reported that it closed, or died
         self.closed = False
 
     def __repr__(self) -> str:

@@ -418,7 +418,7 @@ class MediaManager:
         # maps live id to its media session on this process
         self.sessions: dict[int, LiveMediaSession] = {}
         # Maps live id to the lock that orders publish, end and session changes. A lock
-        # stays while a task holds or awaits it, and goes once nobody refers to it.
+        # stays while a task holds or awaits it, and goes once no task refers to it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self.tasks = TaskSupervisor("MediaManager")
         self._peer_numbers = itertools.count(1)

@@ -40,15 +40,15 @@ LEASE_TTL_MS = 6_000
 # Three renewals fit in one lease, so one slow or lost renewal does not expire it.
 RENEW_INTERVAL_SECS = 2.0
 NODE_CHECK_INTERVAL_SECS = 1.0
-# The survivor that recovers a dead node holds its claim at most this long, long
-# enough for a few database writes; when it dies meanwhile, another one takes over.
+# The survivor that recovers a dead node keeps its claim at most this long, which is
+# long enough for a few database writes. When it dies meanwhile, another one takes over.
 RECOVERY_CLAIM_TTL_MS = 30_000
 
 
 @dataclass(frozen=True)
 class LeaseTimings:
-    """How long leases last and how often they are renewed and checked; tests shorten
-    them to see a node die in a fraction of a second."""
+    """How long leases last and how often they are renewed and checked. Tests shorten
+    them so that a node's death is noticed in a fraction of a second."""
 
     ttl_ms: int = LEASE_TTL_MS
     renew_interval_secs: float = RENEW_INTERVAL_SECS
@@ -157,7 +157,7 @@ class NodeNameTakenError(RuntimeError):
 @dataclass(frozen=True)
 class NodeIdentity:
     """This process as a media node: its configured name and a token drawn at start,
-    which tells a restarted process of the same name from its predecessor."""
+    which distinguishes a restarted process of the same name from its predecessor."""
 
     name: str
     instance: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -247,7 +247,7 @@ class NodeRegistry:
             await self._recover_node(self.name)
         except REDIS_ERRORS as error:
             logger.warning(
-                "%r: Redis unreachable at start (%s); the lease is taken when it answers",
+                "%r: Redis unreachable at start (%s); the lease is taken when it responds",
                 self,
                 error,
             )

@@ -17,7 +17,7 @@ from signaling.media import Listener, MediaManager, create_media_manager
 
 
 class Router(Protocol):
-    """What the signaling endpoint asks of the live's media."""
+    """The operations that the signaling endpoint needs from the live's media."""
 
     media: MediaManager
 
