@@ -259,6 +259,9 @@ class ClusterRouter:
             ) from error
         logger.warning("%r: live %s interrupted: its media node died", self, live_id)
         self.audience.broadcast(live_id, state_frame(live))
+        # TODO: finish the dead node's recording here too, once finishing takes a claim
+        # that keeps the node's own restart from finishing it at the same time. Until
+        # then the recording stays in status recording until that node starts again.
 
     def _live_lost(self, live_id: int, owner: str) -> None:
         session = self.media.sessions.get(live_id)
