@@ -33,7 +33,7 @@ import mentoring.mail
 import mentoring.routes
 import recordings.routes
 import recordings.service
-import signaling.media
+import signaling.router
 import signaling.routes
 from chat.broker import create_broker
 from chat.service import ChatService
@@ -47,6 +47,7 @@ from core.settings import (
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
     Settings,
+    default_node_name,
     load_secret_key,
     parse_ice_servers,
 )
@@ -74,7 +75,8 @@ SESSION_MAX_AGE_SECS = 14 * 24 * 3600
 
 
 async def health(request: Request) -> Response:
-    """Report whether the database and the chat broker answer; 503 when one does not."""
+    """Report whether the database, the chat broker and the media-node leases work;
+    503 when one does not."""
     checks: dict[str, str] = {}
     try:
         await database_of(request).ping()
@@ -85,6 +87,8 @@ async def health(request: Request) -> Response:
     # wiring:health
     chat_service: ChatService = request.app.state.chat
     checks["broker"] = "ok" if await chat_service.is_broker_healthy() else "error"
+    router: signaling.router.Router = request.app.state.signaling
+    checks["media_nodes"] = "ok" if await router.is_healthy() else "error"
     healthy = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if healthy else "degraded", **checks},
@@ -155,7 +159,9 @@ def create_app(settings: Settings) -> Starlette:
         await upgrade_to_head(database, settings.data_dir)
         # wiring:startup
         await recordings.service.recover_interrupted(database, settings)
-        app.state.media = signaling.media.create_media_manager(settings, database)
+        app.state.signaling = signaling.router.create_router(settings, database)
+        app.state.media = app.state.signaling.media
+        await app.state.signaling.start()
         chat_service = ChatService(database, create_broker(settings.redis_url))
         chat_service.policies.register("live", LiveChannelPolicy())
         chat_service.policies.register("conversation", ConversationChannelPolicy())
@@ -190,6 +196,7 @@ def create_app(settings: Settings) -> Starlette:
             await sweeper.stop()
             await app.state.mentoring.wait_for_deliveries()
             await app.state.media.close()
+            await app.state.signaling.close()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
             await database.dispose()
@@ -348,7 +355,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,
         mentoring_sweep_interval_secs=arguments.mentoring_sweep_interval,
-        node_name=os.environ.get("NODE_NAME", f"{arguments.host}:{arguments.port}"),
+        node_name=os.environ.get("NODE_NAME") or default_node_name(arguments.host, arguments.port),
     )
 
 
