@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
 import accounts.routes
@@ -39,6 +39,7 @@ from chat.broker import create_broker
 from chat.service import ChatService
 from core.database import Database
 from core.headers import SecurityHeadersMiddleware
+from core.routing import Access, Mount, Route
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
@@ -196,8 +197,13 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("stopped node=%s", settings.node_name)
 
     routes: list[BaseRoute] = [
-        Route("/health", health, name="health"),
-        Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
+        Route("/health", health, access=Access.PUBLIC, name="health"),
+        Mount(
+            "/static",
+            app=StaticFiles(directory=WEB_DIR / "static"),
+            access=Access.PUBLIC,
+            name="static",
+        ),
         *accounts.routes.routes,
         *live.routes.routes,
         # wiring:routes

@@ -7,10 +7,10 @@ from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from accounts import service
 from accounts.service import AccountError
+from core.routing import Access, Route
 from core.web import check_csrf, database_of, log_in, log_out, render, require_user
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,9 @@ async def profile(request: Request) -> Response:
 
 
 routes = [
-    Route("/signup", signup, methods=["GET", "POST"], name="signup"),
-    Route("/login", login, methods=["GET", "POST"], name="login"),
-    Route("/logout", logout, methods=["POST"], name="logout"),
-    Route("/profile", profile, methods=["GET", "POST"], name="profile"),
+    Route("/signup", signup, access=Access.PUBLIC, methods=["GET", "POST"], name="signup"),
+    Route("/login", login, access=Access.PUBLIC, methods=["GET", "POST"], name="login"),
+    # Logging out a visitor who is not logged in changes nothing.
+    Route("/logout", logout, access=Access.PUBLIC, methods=["POST"], name="logout"),
+    Route("/profile", profile, access=Access.MEMBER, methods=["GET", "POST"], name="profile"),
 ]

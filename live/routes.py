@@ -9,10 +9,10 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from accounts.models import User
 from core.database import utc_now
+from core.routing import Access, Route
 from core.settings import DEFAULT_TIME_ZONE
 from core.timezones import to_local
 from core.web import (
@@ -265,6 +265,8 @@ async def unregister(request: Request) -> Response:
     if user is None:
         return _log_in_first(live_id)
     async with database_of(request).session() as session:
+        if await service.get_live(session, live_id) is None:
+            raise HTTPException(404, LIVE_NOT_FOUND)
         await service.unregister(session, live_id, user.id)
     return RedirectResponse(f"/lives/{live_id}", status_code=303)
 
@@ -344,14 +346,45 @@ async def calendar_feed(request: Request) -> Response:
 
 
 routes = [
-    Route("/", agenda, name="agenda"),
-    Route("/lives/new", new_live, methods=["GET", "POST"], name="new_live"),
-    Route("/lives/{live_id:id}", live_page, name="live"),
-    Route("/lives/{live_id:id}/edit", edit_live, methods=["GET", "POST"], name="edit_live"),
-    Route("/lives/{live_id:id}/register", register, methods=["POST"], name="register"),
-    Route("/lives/{live_id:id}/unregister", unregister, methods=["POST"], name="unregister"),
-    Route("/lives/{live_id:id}/cancel", cancel, methods=["POST"], name="cancel_live"),
-    Route("/my-agenda", my_agenda, name="my_agenda"),
-    Route("/calendar/revoke", revoke_calendar, methods=["POST"], name="revoke_calendar"),
-    Route("/calendar/{token}.ics", calendar_feed, name="calendar_feed"),
+    Route("/", agenda, access=Access.PUBLIC, name="agenda"),
+    Route("/lives/new", new_live, access=Access.MEMBER, methods=["GET", "POST"], name="new_live"),
+    # The live page is public; its stage (video and chat) shows only to participants.
+    Route("/lives/{live_id:id}", live_page, access=Access.PUBLIC, name="live"),
+    Route(
+        "/lives/{live_id:id}/edit",
+        edit_live,
+        access=Access.LIVE_HOST,
+        methods=["GET", "POST"],
+        name="edit_live",
+    ),
+    Route(
+        "/lives/{live_id:id}/register",
+        register,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="register",
+    ),
+    Route(
+        "/lives/{live_id:id}/unregister",
+        unregister,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="unregister",
+    ),
+    Route(
+        "/lives/{live_id:id}/cancel",
+        cancel,
+        access=Access.LIVE_HOST,
+        methods=["POST"],
+        name="cancel_live",
+    ),
+    Route("/my-agenda", my_agenda, access=Access.MEMBER, name="my_agenda"),
+    Route(
+        "/calendar/revoke",
+        revoke_calendar,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="revoke_calendar",
+    ),
+    Route("/calendar/{token}.ics", calendar_feed, access=Access.TOKEN, name="calendar_feed"),
 ]

@@ -15,9 +15,10 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from chat.models import SEQ_MAX
+from core.routing import Access, Route
 from core.web import check_csrf, database_of, render, require_user
 from mentoring import conversations, notifications
 from mentoring.errors import ErrorKind, MentoringError
@@ -110,13 +111,29 @@ async def conversation_read(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/mentoring/conversations/{conversation_id}", conversation_page, methods=["GET"]),
-    Route("/mentoring/conversations/{conversation_id}/end", conversation_end, methods=["POST"]),
-    Route("/api/mentoring/conversations", conversations_json, methods=["GET"]),
-    Route("/api/mentoring/summary", summary_json, methods=["GET"]),
+    Route(
+        "/mentoring/conversations/{conversation_id}",
+        conversation_page,
+        access=Access.CONVERSATION_MEMBER,
+        methods=["GET"],
+    ),
+    Route(
+        "/mentoring/conversations/{conversation_id}/end",
+        conversation_end,
+        access=Access.CONVERSATION_MEMBER,
+        methods=["POST"],
+    ),
+    Route(
+        "/api/mentoring/conversations",
+        conversations_json,
+        access=Access.MEMBER,
+        methods=["GET"],
+    ),
+    Route("/api/mentoring/summary", summary_json, access=Access.MEMBER, methods=["GET"]),
     Route(
         "/api/mentoring/conversations/{conversation_id}/read",
         conversation_read,
+        access=Access.CONVERSATION_MEMBER,
         methods=["POST"],
     ),
 ]

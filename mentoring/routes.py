@@ -13,10 +13,11 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 import mentoring.conversation_routes
 from accounts.models import Role, User
+from core.routing import Access, Route
 from core.web import ID_MAX, check_csrf, database_of, render, require_user
 from mentoring import conversations, notifications, queries
 from mentoring.batch import run_batch
@@ -351,17 +352,49 @@ async def batch_page(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/mentoring", dashboard, methods=["GET"], name="mentoring"),
-    Route("/mentoring/offer", offer_page, methods=["GET", "POST"], name="mentoring_offer"),
-    Route("/mentoring/offer/status", offer_status, methods=["POST"]),
-    Route("/mentoring/request", request_form, methods=["GET"], name="mentoring_request"),
-    Route("/mentoring/request", request_submit, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:id}", request_page, methods=["GET"]),
-    Route("/mentoring/requests/{request_id:id}/cancel", request_cancel, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:id}/accept", request_answer, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:id}/decline", request_answer, methods=["POST"]),
-    Route("/mentoring/inbox", inbox, methods=["GET"], name="mentoring_inbox"),
-    Route("/mentoring/notifications", notifications_page, methods=["GET"]),
-    Route("/mentoring/operator/batch", batch_page, methods=["GET", "POST"]),
+    Route("/mentoring", dashboard, access=Access.MEMBER, methods=["GET"], name="mentoring"),
+    Route(
+        "/mentoring/offer",
+        offer_page,
+        access=Access.MEMBER,
+        methods=["GET", "POST"],
+        name="mentoring_offer",
+    ),
+    Route("/mentoring/offer/status", offer_status, access=Access.MEMBER, methods=["POST"]),
+    Route(
+        "/mentoring/request",
+        request_form,
+        access=Access.MEMBER,
+        methods=["GET"],
+        name="mentoring_request",
+    ),
+    Route("/mentoring/request", request_submit, access=Access.MEMBER, methods=["POST"]),
+    Route(
+        "/mentoring/requests/{request_id:id}",
+        request_page,
+        access=Access.REQUEST_MENTEE,
+        methods=["GET"],
+    ),
+    Route(
+        "/mentoring/requests/{request_id:id}/cancel",
+        request_cancel,
+        access=Access.REQUEST_MENTEE,
+        methods=["POST"],
+    ),
+    Route(
+        "/mentoring/requests/{request_id:id}/accept",
+        request_answer,
+        access=Access.REQUEST_MENTOR,
+        methods=["POST"],
+    ),
+    Route(
+        "/mentoring/requests/{request_id:id}/decline",
+        request_answer,
+        access=Access.REQUEST_MENTOR,
+        methods=["POST"],
+    ),
+    Route("/mentoring/inbox", inbox, access=Access.MEMBER, methods=["GET"], name="mentoring_inbox"),
+    Route("/mentoring/notifications", notifications_page, access=Access.MEMBER, methods=["GET"]),
+    Route("/mentoring/operator/batch", batch_page, access=Access.OPERATOR, methods=["GET", "POST"]),
     *mentoring.conversation_routes.routes,
 ]
