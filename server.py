@@ -37,6 +37,7 @@ import signaling.media
 import signaling.routes
 from chat.broker import create_broker
 from chat.service import ChatService
+from core.bodies import BodySizeLimitMiddleware
 from core.database import Database
 from core.headers import SecurityHeadersMiddleware
 from core.routing import Access, Mount, Route
@@ -216,6 +217,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
+            Middleware(BodySizeLimitMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, String
+from sqlalchemy import Enum, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, UTCDateTime, utc_now
@@ -31,3 +31,21 @@ class User(Base):
     )
     time_zone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIME_ZONE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    # Raised at each log-out and password change; a session cookie that carries an
+    # older version no longer logs anyone in (core.web.current_user).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class RateLimitEvent(Base):
+    """One counted attempt (a failed log-in, a password reset e-mail) under a key.
+
+    The key is an HMAC of what is limited, such as an e-mail address or a client
+    address, so that the table keeps neither.
+    """
+
+    __tablename__ = "rate_limit_events"
+    __table_args__ = (Index("ix_rate_limit_events_key_created", "key", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)

@@ -8,7 +8,7 @@ import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,3 +142,13 @@ async def update_time_zone(session: AsyncSession, user: User, time_zone: str) ->
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def end_sessions(session: AsyncSession, user_id: int) -> None:
+    """Raise the account's session version and commit, which ends every session of the
+    account started before, in every browser (core.web.current_user)."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(session_version=User.session_version + 1)
+    )
+    await session.commit()
+    logger.info("sessions ended user=%s", user_id)

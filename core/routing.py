@@ -5,16 +5,28 @@ Every HTTP and WebSocket route of the application is built with `Route`,
 declaration states the rule that the endpoint enforces. The access matrix test
 (tests/integration/test_access_matrix.py) walks the router, fails on a route that
 declares nothing, and checks each level against every kind of person.
+
+`Route` also checks the CSRF token of every request with a method other than GET,
+HEAD and OPTIONS, before its endpoint runs, so that no form or JSON post can go
+without it.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterator, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from starlette import routing
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp
+
+from core.web import check_csrf, current_user
+
+# Methods that change nothing, so a request from another site cannot do harm with them.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Access(enum.StrEnum):
@@ -47,18 +59,45 @@ class Access(enum.StrEnum):
     OPERATOR = "operator"
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def with_csrf_check(endpoint: Endpoint, access: Access) -> Endpoint:
+    """Wrap `endpoint` so that a request with an unsafe method needs the session's CSRF
+    token, in the `csrf_token` form field or the X-CSRF-Token header.
+
+    A visitor who is not logged in is let through on routes for logged-in people, whose
+    endpoint then sends them to the log-in page without changing anything. The form is
+    parsed once: Starlette keeps it on the request for the endpoint.
+    """
+
+    @functools.wraps(endpoint)
+    async def checked(request: Request) -> Response:
+        if request.method not in SAFE_METHODS:
+            open_to_visitors = access in (Access.PUBLIC, Access.TOKEN)
+            if open_to_visitors or await current_user(request) is not None:
+                check_csrf(request, await request.form())
+        return await endpoint(request)
+
+    return checked
+
+
 class Route(routing.Route):
-    """A Starlette `Route` with the access level its endpoint enforces."""
+    """A Starlette `Route` with the access level its endpoint enforces, and the CSRF
+    check of `with_csrf_check` on its unsafe methods."""
 
     def __init__(
         self,
         path: str,
-        endpoint: Callable[..., Any],
+        endpoint: Endpoint,
         *,
         access: Access,
         methods: Collection[str] | None = None,
         name: str | None = None,
     ) -> None:
+        unsafe = {method.upper() for method in methods or ()} - SAFE_METHODS
+        if unsafe:
+            endpoint = with_csrf_check(endpoint, access)
         super().__init__(path, endpoint, methods=methods, name=name)
         self.access = access
 

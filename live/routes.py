@@ -16,7 +16,6 @@ from core.routing import Access, Route
 from core.settings import DEFAULT_TIME_ZONE
 from core.timezones import to_local
 from core.web import (
-    check_csrf,
     current_user,
     database_of,
     render,
@@ -143,7 +142,6 @@ async def new_live(request: Request) -> Response:
         return await render(request, "live/new.html", _form_context(values))
 
     form = await request.form()
-    check_csrf(request, form)
     values = _form_values(form)
     try:
         details = service.parse_details(**values)
@@ -179,7 +177,6 @@ async def edit_live(request: Request) -> Response:
         )
 
     form = await request.form()
-    check_csrf(request, form)
     values = _form_values(form)
     try:
         details = service.parse_details(**values)
@@ -232,13 +229,10 @@ async def live_page(request: Request) -> Response:
 
 
 async def _user_for_action(request: Request) -> tuple[User | None, int]:
-    """Return the logged-in user (None when logged out) and the live id, after checking
-    the CSRF token of a logged-in person's form."""
+    """Return the logged-in user (None when logged out) and the live id. The route
+    checked the CSRF token of a logged-in person's form (core.routing.Route)."""
     live_id = _live_id(request)
-    user = await current_user(request)
-    if user is not None:
-        check_csrf(request, await request.form())
-    return user, live_id
+    return await current_user(request), live_id
 
 
 def _log_in_first(live_id: int) -> Response:
@@ -311,7 +305,6 @@ async def my_agenda(request: Request) -> Response:
 
 async def revoke_calendar(request: Request) -> Response:
     user = await require_user(request)
-    check_csrf(request, await request.form())
     async with database_of(request).session() as session:
         await calendar.revoke_feed_token(session, user.id)
     return RedirectResponse("/my-agenda?lien=nouveau", status_code=303)

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 import mentoring.conversation_routes
 from accounts.models import Role, User
 from core.routing import Access, Route
-from core.web import ID_MAX, check_csrf, database_of, render, require_user
+from core.web import ID_MAX, database_of, render, require_user
 from mentoring import conversations, notifications, queries
 from mentoring.batch import run_batch
 from mentoring.catalog import ACADEMIES, DISCIPLINES, LEVELS
@@ -160,7 +160,6 @@ async def offer_page(request: Request) -> Response:
         return await _page(request, "mentoring/offer.html", _offer_context(values, offer))
 
     form = await request.form()
-    check_csrf(request, form)
     values = _offer_values(form)
     try:
         details = parse_offer_form(**values)
@@ -175,7 +174,6 @@ async def offer_page(request: Request) -> Response:
 async def offer_status(request: Request) -> Response:
     user = await require_user(request)
     form = await request.form()
-    check_csrf(request, form)
     status = OFFER_ACTIONS.get(str(form.get("action", "")))
     if status is None:
         raise HTTPException(400, "Cette action sur l'offre n'existe pas.")
@@ -209,7 +207,6 @@ async def request_submit(request: Request) -> Response:
     the chosen mentor (`action=send` with `mentor_id`, or none to wait for a batch)."""
     user = await require_user(request)
     form = await request.form()
-    check_csrf(request, form)
     values = _need_values(form)
     service = mentoring_of(request)
     try:
@@ -263,8 +260,6 @@ async def request_page(request: Request) -> Response:
 
 async def request_cancel(request: Request) -> Response:
     user = await require_user(request)
-    form = await request.form()
-    check_csrf(request, form)
     request_id: int = request.path_params["request_id"]
     try:
         await mentoring_of(request).cancel_request(user.id, request_id)
@@ -296,8 +291,6 @@ async def inbox(request: Request) -> Response:
 
 async def request_answer(request: Request) -> Response:
     user = await require_user(request)
-    form = await request.form()
-    check_csrf(request, form)
     request_id: int = request.path_params["request_id"]
     accept = request.url.path.endswith("/accept")
     try:
@@ -343,7 +336,6 @@ async def batch_page(request: Request) -> Response:
         return await _page(request, "mentoring/batch.html", {"waiting": waiting, "report": None})
 
     form = await request.form()
-    check_csrf(request, form)
     dry_run = form.get("dry_run") is not None
     report = await run_batch(mentoring_of(request), dry_run=dry_run, started_by_id=user.id)
     async with database_of(request).session() as session:

@@ -112,6 +112,8 @@ class World:
     cancelled_live_id: int
     request_id: int
     conversation_id: str
+    # Each role's Cookie header before the matrix ran, which its last row logs out.
+    cookies_at_start: dict[str, str]
 
     def csrf(self, role: str) -> str:
         return csrf_from(self.clients[role].get("/login" if role == "anonymous" else "/").text)
@@ -435,6 +437,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             cancelled_live_id=cancelled_live_id,
             request_id=request_id,
             conversation_id=conversation_id,
+            cookies_at_start={role: cookie_header(client) for role, client in clients.items()},
         )
     finally:
         for client in clients.values():
@@ -523,3 +526,20 @@ def test_access_matrix(
     else:
         actual = http_outcome(world, role, case)
     assert actual == expected, f"{case.label} declared {access.value}, as {role}"
+
+
+def test_logged_out_cookie_rejected(world: World) -> None:
+    """After the matrix logged everyone out, a copy of a session cookie taken before
+    opens neither a page nor a socket."""
+    cookie = world.cookies_at_start["attendee"]
+    with httpx.Client(base_url=world.server.url, headers={"Cookie": cookie}) as copy:
+        assert copy.get("/profile").headers["location"] == "/login?next=/profile"
+    for path in (f"/ws/chat/live:{world.live_id}", f"/ws/live/{world.live_id}/signaling"):
+        url = world.server.ws_url + path
+        with (
+            connect(url, additional_headers={"Cookie": cookie}) as socket,
+            pytest.raises(ConnectionClosed) as closed,
+        ):
+            socket.recv(timeout=SOCKET_TIMEOUT_SECS)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4401, path
