@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
+import accounts.password_routes
 import accounts.routes
 import chat.routes
 import live.demo
@@ -35,11 +36,13 @@ import recordings.routes
 import recordings.service
 import signaling.media
 import signaling.routes
+from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
 from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
 from core.database import Database
 from core.headers import SecurityHeadersMiddleware
+from core.mail import Mailer
 from core.routing import Access, Mount, Route
 from core.settings import (
     DEFAULT_DATA_DIR,
@@ -63,7 +66,7 @@ from core.web import (
 from core.websocket import FrameWebSocketProtocol
 from live.channel_policy import LiveChannelPolicy
 from mentoring.channel_policy import ConversationChannelPolicy
-from mentoring.mail import EmailOutbox, Mailer
+from mentoring.mail import EmailOutbox
 from mentoring.service import MentoringService
 from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
@@ -164,6 +167,7 @@ def create_app(settings: Settings) -> Starlette:
         await chat_service.start()
         app.state.chat = chat_service
         outbox = EmailOutbox(database, Mailer(settings.smtp))
+        app.state.reset_links = ResetLinkSender(database, Mailer(settings.smtp))
         app.state.mentoring = MentoringService(
             database,
             outbox,
@@ -191,6 +195,7 @@ def create_app(settings: Settings) -> Starlette:
             # wiring:shutdown
             await sweeper.stop()
             await app.state.mentoring.wait_for_deliveries()
+            await app.state.reset_links.wait_for_deliveries()
             await app.state.media.close()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
@@ -206,6 +211,7 @@ def create_app(settings: Settings) -> Starlette:
             name="static",
         ),
         *accounts.routes.routes,
+        *accounts.password_routes.routes,
         *live.routes.routes,
         # wiring:routes
         *mentoring.routes.routes,
@@ -237,18 +243,25 @@ def create_app(settings: Settings) -> Starlette:
 
 
 class SecretPathFilter(logging.Filter):
-    """Mask the token in iCalendar feed paths in uvicorn's access log: the token is the
-    feed's only credential."""
+    """Mask the tokens in uvicorn's access log: those of iCalendar feed paths and of
+    password reset links, each the only credential of what it opens."""
 
-    _pattern = re.compile(r"/calendar/[^/\s.\"]+\.ics")
+    _patterns = (
+        (re.compile(r"/calendar/[^/\s.\"]+\.ics"), "/calendar/***.ics"),
+        (re.compile(r"/password/reset/[^/\s?\"]+"), "/password/reset/***"),
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                self._pattern.sub("/calendar/***.ics", arg) if isinstance(arg, str) else arg
-                for arg in record.args
+                self._mask(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
+
+    def _mask(self, text: str) -> str:
+        for pattern, replacement in self._patterns:
+            text = pattern.sub(replacement, text)
+        return text
 
 
 def positive_seconds(raw: str) -> float:

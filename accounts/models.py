@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, Index, Integer, String
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.database import Base, UTCDateTime, utc_now
@@ -49,3 +49,21 @@ class RateLimitEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)
+
+
+class PasswordReset(Base):
+    """A link sent to reset a forgotten password: single use, valid until `expires_at`.
+
+    Only the SHA-256 of the link's token is stored, so that a copy of the database
+    opens no account.
+    """
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set when the link was used, or when a newer link or a reset made it useless.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -63,7 +63,12 @@ async def signup(request: Request) -> Response:
 async def login(request: Request) -> Response:
     next_url = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        return await render(request, "accounts/login.html", {"email": "", "next": next_url})
+        context = {
+            "email": "",
+            "next": next_url,
+            "password_changed": request.query_params.get("mot-de-passe") == "change",
+        }
+        return await render(request, "accounts/login.html", context)
 
     form = await request.form()
     email = str(form.get("email", ""))

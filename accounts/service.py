@@ -67,6 +67,19 @@ def validate_email(email: str) -> None:
         raise AccountError("email_invalid", "Cette adresse électronique n'est pas valide.")
 
 
+def hash_password(password: str) -> str:
+    """Return the argon2id hash of `password`, to store in `User.password_hash`."""
+    return _hasher.hash(password)
+
+
+def verify_password(user: User, password: str) -> bool:
+    """Return whether `password` is the account's password."""
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def validate_password(password: str) -> None:
     if len(password) < PASSWORD_MIN_CHARS:
         raise AccountError(
@@ -142,6 +155,18 @@ async def update_time_zone(session: AsyncSession, user: User, time_zone: str) ->
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def change_password(session: AsyncSession, user: User, current: str, new: str) -> None:
+    """Replace the password of `user`, loaded in `session`, and end all its sessions;
+    raise AccountError when `current` is wrong or `new` too short or too long."""
+    if not verify_password(user, current):
+        raise AccountError("password_wrong", "Le mot de passe actuel est incorrect.")
+    validate_password(new)
+    user.password_hash = hash_password(new)
+    user.session_version += 1
+    await session.commit()
+    logger.info("password changed user=%s", user.id)
 
 
 async def end_sessions(session: AsyncSession, user_id: int) -> None:

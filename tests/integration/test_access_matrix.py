@@ -15,6 +15,7 @@ mentee, with his own conversation). Olivia has the operator role.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import re
@@ -27,15 +28,20 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import server
+from accounts.models import PasswordReset
+from accounts.password_reset import hash_token, issue_link
+from core.database import utc_now
 from core.routing import Access, access_of, walk_routes
 from core.settings import Settings
 from recordings.links import RecordingFile, signed_url
 from tests.support import mentoring_flows as flows
+from tests.support.chat_clients import database_in
 from tests.support.clients import (
     Account,
     cookie_header,
@@ -56,6 +62,8 @@ SOCKET_TIMEOUT_SECS = 10.0
 CLI_TIMEOUT_SECS = 60.0
 # No recording has this id: a valid signed link to it gets 404 once access is granted.
 MISSING_RECORDING_ID = 424242
+# The token of a password reset link that the fixture stores for Zoé, who has no role.
+RESET_TOKEN = "jeton-de-reinitialisation-du-test"
 
 # Maps each role to the person who plays it; None for the visitor who is not logged in.
 PEOPLE: dict[str, str | None] = {
@@ -164,6 +172,24 @@ CASES: list[Case] = [
     Case("POST", "/signup", fixed("/signup"), INVALID_FORM, form={}),
     Case("GET", "/login", fixed("/login")),
     Case("POST", "/login", fixed("/login"), INVALID_FORM, form={}),
+    Case("GET", "/password/forgot", fixed("/password/forgot")),
+    Case("POST", "/password/forgot", fixed("/password/forgot"), INVALID_FORM, form={}),
+    Case("GET", "/password/reset/{token}", lambda w: f"/password/reset/{RESET_TOKEN}"),
+    Case(
+        "POST",
+        "/password/reset/{token}",
+        lambda w: f"/password/reset/{RESET_TOKEN}",
+        INVALID_FORM,
+        # two different passwords: rejected without using the link
+        form={"password": "premier essai", "confirmation": "second essai"},
+    ),
+    Case(
+        "POST",
+        "/profile/password",
+        fixed("/profile/password"),
+        INVALID_FORM,
+        form={"new_password": "premier essai", "confirmation": "second essai"},
+    ),
     Case("GET", "/profile", fixed("/profile")),
     Case("POST", "/profile", fixed("/profile"), INVALID_FORM, form={"time_zone": "Mars/Olympus"}),
     Case("GET", "/lives/new", fixed("/lives/new")),
@@ -396,8 +422,27 @@ def grant_operator(data_dir: Path, email: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+async def store_reset_link(data_dir: Path, email: str, token: str) -> None:
+    """Store a reset link for `email` as the forgotten password form would, without
+    the e-mail that would carry it."""
+    database = database_in(data_dir)
+    try:
+        async with database.session() as session:
+            issued = await issue_link(session, email, utc_now())
+            assert issued is not None
+            user, _ = issued
+            await session.execute(
+                update(PasswordReset)
+                .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+                .values(token_hash=hash_token(token))
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
 def account(name: str) -> Account:
-    email = name.lower().replace("è", "e").replace("é", "e").replace("î", "i")
+    email = name.lower().replace("è", "e").replace("é", "e").replace("î", "i").replace("ï", "i")
     return Account(f"{email}@example.org", PASSWORD, name)
 
 
@@ -413,6 +458,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             else:
                 clients[role] = sign_up(process.url, account(name))
         grant_operator(data_dir, account("Olivia").email)
+        sign_up(process.url, account("Zoé")).close()
+        asyncio.run(store_reset_link(data_dir, account("Zoé").email, RESET_TOKEN))
 
         host, attendee = clients["host"], clients["attendee"]
         live_id = schedule_live(host, "Les cartes mentales en classe")
