@@ -60,6 +60,17 @@ async def signup(request: Request) -> Response:
     return RedirectResponse("/", status_code=303)
 
 
+def _missing_login_fields(email: str, password: str) -> str | None:
+    """Return the French error naming the empty fields of the log-in form, or None."""
+    if not email.strip() and not password:
+        return "Indiquez votre adresse électronique et votre mot de passe."
+    if not email.strip():
+        return "Indiquez votre adresse électronique."
+    if not password:
+        return "Indiquez votre mot de passe."
+    return None
+
+
 async def login(request: Request) -> Response:
     next_url = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
@@ -74,14 +85,16 @@ async def login(request: Request) -> Response:
     email = str(form.get("email", ""))
     password = str(form.get("password", ""))
     next_url = _safe_next(form.get("next"))
-    if not email.strip() or not password:
+    missing = _missing_login_fields(email, password)
+    if missing is not None:
         # not a guess at anything, so it does not count towards the limits
-        context = {
-            "email": email,
-            "next": next_url,
-            "error": "Indiquez votre adresse électronique et votre mot de passe.",
-        }
-        return await render(request, "accounts/login.html", context, 400)
+        logger.info("log-in rejected, empty field client=%s", client_address(request))
+        return await render(
+            request,
+            "accounts/login.html",
+            {"email": email, "next": next_url, "error": missing},
+            400,
+        )
 
     address = client_address(request)
     limiter = RateLimiter(database_of(request), settings_of(request).secret_key)

@@ -76,6 +76,7 @@ class Subscriber:
     While the connection's writer waits on an empty queue (`direct`) and the
     connection has a writable `FrameWriter`, `offer` writes the events to the socket
     itself. Otherwise they wait in `queue` for the writer, which keeps them in order.
+    A connection that is closing also queues them, until its session ends.
     """
 
     def __init__(
@@ -100,14 +101,13 @@ class Subscriber:
         """Write or queue the batch's events after `last_sent` without waiting; return
         False, and mark the subscriber dropped, when its queue is full."""
         writer = self.writer
-        if self.direct and writer is not None and self.queue.empty() and writer.is_writable:
+        if self.direct and writer is not None and self.queue.empty():
             frames = batch.frames_after(self.last_sent)
-            if frames is not None:
-                if frames:
-                    self.frames_written += batch.last_seq - self.last_sent
-                    self.last_sent = batch.last_seq
-                    # False only when the connection is closing, and then its session ends.
-                    writer.write(frames)
+            if frames == b"":
+                return True
+            if frames is not None and writer.write_if_writable(frames):
+                self.frames_written += batch.last_seq - self.last_sent
+                self.last_sent = batch.last_seq
                 return True
         for seq, payload in batch.events:
             try:

@@ -59,11 +59,24 @@ class FrameWriter:
             and not protocol.transport.is_closing()
         )
 
-    @property
-    def is_writable(self) -> bool:
-        """Whether a write goes out now: the connection is open and its transport's
-        buffer is below the high-water mark."""
-        return self._protocol.writable.is_set() and self.is_open
+    def write_if_writable(self, frames: bytes) -> bool:
+        """Write complete frames from `encode_text_frame` when the transport's buffer
+        is below its high-water mark; return False, writing nothing, otherwise.
+
+        Called for every subscriber of every event, so it checks only what changes
+        once the application has accepted the connection. A close from either side
+        sets `close_sent` or closes the transport.
+        """
+        protocol = self._protocol
+        if (
+            not protocol.writable.is_set()
+            or protocol.close_sent
+            or protocol.disconnected
+            or protocol.transport.is_closing()
+        ):
+            return False
+        protocol.transport.write(frames)
+        return True
 
     async def wait_writable(self) -> None:
         """Wait until the transport's buffer drains below its low-water mark, or the

@@ -14,7 +14,6 @@ from accounts.models import User
 from core.database import utc_now
 from core.routing import Access, Route
 from core.settings import DEFAULT_TIME_ZONE
-from core.timezones import to_local
 from core.web import (
     current_user,
     database_of,
@@ -26,7 +25,7 @@ from live import calendar, service
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live, LiveState
 from live.service import LiveDetails, LiveError
-from recordings.service import latest_recording
+from recordings.service import latest_recording, recent_replays
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +38,6 @@ STATE_LABELS: dict[LiveState, str] = {
     LiveState.CANCELLED: "Annulé",
     LiveState.INTERRUPTED: "Interrompu",
 }
-# Start time offered by an empty schedule form: the usual evening slot.
-DEFAULT_START_TIME = "20:30"
 LIVE_NOT_FOUND = "Ce live n'existe pas."
 
 
@@ -49,9 +46,10 @@ def _viewer_zone(user: User | None) -> str:
 
 
 def _live_id(request: Request) -> int:
-    """Return the live id of the request's path; raise a 404 when it is above LIVE_ID_MAX."""
+    """Return the live id of the request's path; raise a 404 when it names no possible live."""
     live_id: int = request.path_params["live_id"]
-    if live_id > LIVE_ID_MAX:
+    # The id convertor turns ids past the 32-bit column into 0, which names no live.
+    if live_id < 1 or live_id > LIVE_ID_MAX:
         raise HTTPException(404, LIVE_NOT_FOUND)
     return live_id
 
@@ -84,8 +82,10 @@ async def agenda(request: Request) -> Response:
         registered = (
             await service.registered_live_ids(session, user.id, live_ids) if user else set()
         )
+        replays = await recent_replays(session)
     context = {
         "evenings": service.group_by_evening(lives, zone_name),
+        "replays": replays,
         "counts": counts,
         "registered": registered,
         "viewer_zone": zone_name,
@@ -129,13 +129,12 @@ def _form_context(values: dict[str, str], live: Live | None = None) -> dict[str,
 async def new_live(request: Request) -> Response:
     user = await require_user(request)
     if request.method == "GET":
-        # Today in the host's zone, as a starting point for the date picker.
-        today = to_local(utc_now(), user.time_zone).date()
+        start_day, start_time = service.default_start(user.time_zone)
         values = {
             "title": "",
             "description": "",
-            "start_day": today.isoformat(),
-            "start_time": DEFAULT_START_TIME,
+            "start_day": start_day.isoformat(),
+            "start_time": start_time.strftime("%H:%M"),
             "time_zone": user.time_zone,
             "duration_minutes": str(service.DEFAULT_DURATION_MINUTES),
         }

@@ -19,7 +19,7 @@ from chat.service import list_messages
 from core.routing import Access, Route
 from core.settings import Settings
 from core.web import database_of, render, require_user, settings_of
-from live.models import Live
+from live.models import Live, LiveState
 from recordings.links import (
     SIGNED_LINK_LIFETIME_SECS,
     LinkProblem,
@@ -58,7 +58,12 @@ async def replay_page(request: Request) -> Response:
     return await render(
         request,
         "recordings/replay.html",
-        {"live": live, "recording": recording, "replay_api": f"/api/lives/{live_id}/replay"},
+        {
+            "live": live,
+            "recording": recording,
+            "replay_api": f"/api/lives/{live_id}/replay",
+            "LiveState": LiveState,
+        },
     )
 
 
@@ -83,6 +88,8 @@ async def replay_data(request: Request) -> Response:
         if recording is None:
             raise HTTPException(404, NOT_RECORDED)
         body = _recording_json(settings_of(request), recording)
+        # A recording of an ended live stays in status recording until its node finishes it.
+        body["live_state"] = live.state.value
         if recording.status is RecordingStatus.READY:
             origin = _replay_origin(recording)
             body["started_at"] = _iso(origin)
