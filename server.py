@@ -22,9 +22,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
+import accounts.password_routes
 import accounts.routes
 import chat.routes
 import live.demo
@@ -35,10 +36,14 @@ import recordings.routes
 import recordings.service
 import signaling.router
 import signaling.routes
+from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
 from chat.service import ChatService
+from core.bodies import BodySizeLimitMiddleware
 from core.database import Database
 from core.headers import SecurityHeadersMiddleware
+from core.mail import Mailer
+from core.routing import Access, Mount, Route
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
@@ -62,7 +67,7 @@ from core.web import (
 from core.websocket import FrameWebSocketProtocol
 from live.channel_policy import LiveChannelPolicy
 from mentoring.channel_policy import ConversationChannelPolicy
-from mentoring.mail import EmailOutbox, Mailer
+from mentoring.mail import EmailOutbox
 from mentoring.service import MentoringService
 from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
@@ -168,6 +173,7 @@ def create_app(settings: Settings) -> Starlette:
         await chat_service.start()
         app.state.chat = chat_service
         outbox = EmailOutbox(database, Mailer(settings.smtp))
+        app.state.reset_links = ResetLinkSender(database, Mailer(settings.smtp))
         app.state.mentoring = MentoringService(
             database,
             outbox,
@@ -195,6 +201,7 @@ def create_app(settings: Settings) -> Starlette:
             # wiring:shutdown
             await sweeper.stop()
             await app.state.mentoring.wait_for_deliveries()
+            await app.state.reset_links.wait_for_deliveries()
             await app.state.media.close()
             await app.state.signaling.close()
             await chat_service.stop()
@@ -203,9 +210,15 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("stopped node=%s", settings.node_name)
 
     routes: list[BaseRoute] = [
-        Route("/health", health, name="health"),
-        Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
+        Route("/health", health, access=Access.PUBLIC, name="health"),
+        Mount(
+            "/static",
+            app=StaticFiles(directory=WEB_DIR / "static"),
+            access=Access.PUBLIC,
+            name="static",
+        ),
         *accounts.routes.routes,
+        *accounts.password_routes.routes,
         *live.routes.routes,
         # wiring:routes
         *mentoring.routes.routes,
@@ -217,6 +230,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
+            Middleware(BodySizeLimitMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,
@@ -236,18 +250,25 @@ def create_app(settings: Settings) -> Starlette:
 
 
 class SecretPathFilter(logging.Filter):
-    """Mask the token in iCalendar feed paths in uvicorn's access log: the token is the
-    feed's only credential."""
+    """Mask the tokens in uvicorn's access log: those of iCalendar feed paths and of
+    password reset links, each the only credential of what it opens."""
 
-    _pattern = re.compile(r"/calendar/[^/\s.\"]+\.ics")
+    _patterns = (
+        (re.compile(r"/calendar/[^/\s.\"]+\.ics"), "/calendar/***.ics"),
+        (re.compile(r"/password/reset/[^/\s?\"]+"), "/password/reset/***"),
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                self._pattern.sub("/calendar/***.ics", arg) if isinstance(arg, str) else arg
-                for arg in record.args
+                self._mask(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
+
+    def _mask(self, text: str) -> str:
+        for pattern, replacement in self._patterns:
+            text = pattern.sub(replacement, text)
+        return text
 
 
 def positive_seconds(raw: str) -> float:

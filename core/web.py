@@ -22,6 +22,8 @@ from core.timezones import TIME_ZONES, format_local
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 SESSION_USER_KEY = "user_id"
+# The account's `session_version` when the session started (see `current_user`).
+SESSION_VERSION_KEY = "session_version"
 SESSION_CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
 
@@ -83,7 +85,13 @@ class LoginRequired(HTTPException):
 
 
 async def current_user(connection: HTTPConnection) -> User | None:
-    """Load the logged-in user from the signed session cookie, once per connection."""
+    """Load the logged-in user from the signed session cookie, once per connection.
+
+    A session counts only while the account's `session_version` is the one stored at
+    log-in: logging out and changing the password raise it, which ends every earlier
+    session of the account, copies of its cookie included. A session from before
+    versions existed carries none and counts as version 0.
+    """
     if "user" in connection.scope.get("state", {}):
         cached: User | None = connection.state.user
         return cached
@@ -92,6 +100,9 @@ async def current_user(connection: HTTPConnection) -> User | None:
     if isinstance(user_id, int):
         async with database_of(connection).session() as session:
             user = await session.get(User, user_id)
+        version = connection.session.get(SESSION_VERSION_KEY, 0)
+        if user is not None and version != user.session_version:
+            user = None
     connection.state.user = user
     return user
 
@@ -103,16 +114,25 @@ async def require_user(connection: HTTPConnection) -> User:
     return user
 
 
+def client_address(connection: HTTPConnection) -> str:
+    """Return the client's IP address; behind a proxy on this machine, uvicorn takes it
+    from X-Forwarded-For (its --forwarded-allow-ips)."""
+    return connection.client.host if connection.client else "unknown"
+
+
 def log_in(request: Request, user: User) -> None:
     """Start a new session for `user`; the cookie changes, so a session id
     planted before log-in is worthless."""
     request.session.clear()
     request.session[SESSION_USER_KEY] = user.id
+    request.session[SESSION_VERSION_KEY] = user.session_version
     request.session[SESSION_CSRF_KEY] = secrets.token_urlsafe(32)
     request.state.user = user
 
 
 def log_out(request: Request) -> None:
+    """Forget the session in this browser; `accounts.service.end_sessions` ends it
+    everywhere else."""
     request.session.clear()
     request.state.user = None
 
@@ -126,7 +146,8 @@ def csrf_token(connection: HTTPConnection) -> str:
 
 
 def check_csrf(request: Request, form: FormData) -> None:
-    """Reject a form post whose CSRF token does not match the session's."""
+    """Reject a request whose CSRF token, from the form field or the X-CSRF-Token
+    header, does not match the session's."""
     sent = form.get(CSRF_FIELD)
     if sent is None:
         sent = request.headers.get("x-csrf-token")

@@ -9,13 +9,12 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from accounts.models import User
 from core.database import utc_now
+from core.routing import Access, Route
 from core.settings import DEFAULT_TIME_ZONE
 from core.web import (
-    check_csrf,
     current_user,
     database_of,
     render,
@@ -142,7 +141,6 @@ async def new_live(request: Request) -> Response:
         return await render(request, "live/new.html", _form_context(values))
 
     form = await request.form()
-    check_csrf(request, form)
     values = _form_values(form)
     try:
         details = service.parse_details(**values)
@@ -178,7 +176,6 @@ async def edit_live(request: Request) -> Response:
         )
 
     form = await request.form()
-    check_csrf(request, form)
     values = _form_values(form)
     try:
         details = service.parse_details(**values)
@@ -231,13 +228,10 @@ async def live_page(request: Request) -> Response:
 
 
 async def _user_for_action(request: Request) -> tuple[User | None, int]:
-    """Return the logged-in user (None when logged out) and the live id, after checking
-    the CSRF token of a logged-in person's form."""
+    """Return the logged-in user (None when logged out) and the live id. The route
+    checked the CSRF token of a logged-in person's form (core.routing.Route)."""
     live_id = _live_id(request)
-    user = await current_user(request)
-    if user is not None:
-        check_csrf(request, await request.form())
-    return user, live_id
+    return await current_user(request), live_id
 
 
 def _log_in_first(live_id: int) -> Response:
@@ -264,6 +258,8 @@ async def unregister(request: Request) -> Response:
     if user is None:
         return _log_in_first(live_id)
     async with database_of(request).session() as session:
+        if await service.get_live(session, live_id) is None:
+            raise HTTPException(404, LIVE_NOT_FOUND)
         await service.unregister(session, live_id, user.id)
     return RedirectResponse(f"/lives/{live_id}", status_code=303)
 
@@ -308,7 +304,6 @@ async def my_agenda(request: Request) -> Response:
 
 async def revoke_calendar(request: Request) -> Response:
     user = await require_user(request)
-    check_csrf(request, await request.form())
     async with database_of(request).session() as session:
         await calendar.revoke_feed_token(session, user.id)
     return RedirectResponse("/my-agenda?lien=nouveau", status_code=303)
@@ -343,14 +338,45 @@ async def calendar_feed(request: Request) -> Response:
 
 
 routes = [
-    Route("/", agenda, name="agenda"),
-    Route("/lives/new", new_live, methods=["GET", "POST"], name="new_live"),
-    Route("/lives/{live_id:id}", live_page, name="live"),
-    Route("/lives/{live_id:id}/edit", edit_live, methods=["GET", "POST"], name="edit_live"),
-    Route("/lives/{live_id:id}/register", register, methods=["POST"], name="register"),
-    Route("/lives/{live_id:id}/unregister", unregister, methods=["POST"], name="unregister"),
-    Route("/lives/{live_id:id}/cancel", cancel, methods=["POST"], name="cancel_live"),
-    Route("/my-agenda", my_agenda, name="my_agenda"),
-    Route("/calendar/revoke", revoke_calendar, methods=["POST"], name="revoke_calendar"),
-    Route("/calendar/{token}.ics", calendar_feed, name="calendar_feed"),
+    Route("/", agenda, access=Access.PUBLIC, name="agenda"),
+    Route("/lives/new", new_live, access=Access.MEMBER, methods=["GET", "POST"], name="new_live"),
+    # The live page is public; its stage (video and chat) shows only to participants.
+    Route("/lives/{live_id:id}", live_page, access=Access.PUBLIC, name="live"),
+    Route(
+        "/lives/{live_id:id}/edit",
+        edit_live,
+        access=Access.LIVE_HOST,
+        methods=["GET", "POST"],
+        name="edit_live",
+    ),
+    Route(
+        "/lives/{live_id:id}/register",
+        register,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="register",
+    ),
+    Route(
+        "/lives/{live_id:id}/unregister",
+        unregister,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="unregister",
+    ),
+    Route(
+        "/lives/{live_id:id}/cancel",
+        cancel,
+        access=Access.LIVE_HOST,
+        methods=["POST"],
+        name="cancel_live",
+    ),
+    Route("/my-agenda", my_agenda, access=Access.MEMBER, name="my_agenda"),
+    Route(
+        "/calendar/revoke",
+        revoke_calendar,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="revoke_calendar",
+    ),
+    Route("/calendar/{token}.ics", calendar_feed, access=Access.TOKEN, name="calendar_feed"),
 ]

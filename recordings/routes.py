@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from chat.service import list_messages
+from core.routing import Access, Route
 from core.settings import Settings
 from core.web import database_of, render, require_user, settings_of
 from live.models import Live, LiveState
@@ -232,9 +232,24 @@ def _iso(moment: datetime) -> str:
 
 
 routes = [
-    Route("/lives/{live_id:id}/replay", replay_page, name="replay"),
-    Route("/api/lives/{live_id:id}/recording", recording_status, name="recording_status"),
-    Route("/api/lives/{live_id:id}/replay", replay_data, name="replay_data"),
-    Route("/recordings/{recording_id:id}/video.mp4", video_file, name="recording_video"),
-    Route("/recordings/{recording_id:id}/poster.jpg", poster_file, name="recording_poster"),
+    Route("/lives/{live_id:id}/replay", replay_page, access=Access.MEMBER, name="replay"),
+    Route(
+        "/api/lives/{live_id:id}/recording",
+        recording_status,
+        access=Access.MEMBER,
+        name="recording_status",
+    ),
+    Route("/api/lives/{live_id:id}/replay", replay_data, access=Access.MEMBER, name="replay_data"),
+    Route(
+        "/recordings/{recording_id:id}/video.mp4",
+        video_file,
+        access=Access.SIGNED_LINK,
+        name="recording_video",
+    ),
+    Route(
+        "/recordings/{recording_id:id}/poster.jpg",
+        poster_file,
+        access=Access.SIGNED_LINK,
+        name="recording_poster",
+    ),
 ]

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from core.routing import Access, WebSocketRoute
 from core.settings import Settings
 from core.web import current_user, database_of, settings_of
 from live.access import LiveRole, live_role
@@ -318,4 +318,8 @@ def _offer_of(sdp: str | None) -> str:
     return sdp
 
 
-routes = [WebSocketRoute("/ws/live/{live_id}/signaling", signaling_endpoint)]
+routes = [
+    WebSocketRoute(
+        "/ws/live/{live_id}/signaling", signaling_endpoint, access=Access.LIVE_PARTICIPANT
+    )
+]
