@@ -65,7 +65,7 @@ def test_settings_reject_zero_grace() -> None:
 def test_node_name_default_names_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Guards against two machines of one deployment both named 127.0.0.1:8000."""
     monkeypatch.delenv("NODE_NAME", raising=False)
-    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
     for host in ("127.0.0.1", "0.0.0.0"):
         arguments = server.parse_arguments(["--host", host, "--data-dir", str(tmp_path)])
         assert server.settings_from_arguments(arguments).node_name == f"{socket.gethostname()}:8000"
@@ -75,6 +75,6 @@ def test_node_name_default_names_machine(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_node_name_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NODE_NAME", "web-2")
-    monkeypatch.setenv("SECRET_KEY", "test-secret-key")
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
     arguments = server.parse_arguments(["--data-dir", str(tmp_path)])
     assert server.settings_from_arguments(arguments).node_name == "web-2"
