@@ -116,14 +116,25 @@ async def poster_file(request: Request) -> Response:
     return await _serve_file(request, RecordingFile.POSTER)
 
 
+def _ignore_foreign_range(request: Request) -> None:
+    """Remove a Range header whose unit is not bytes from the request's scope."""
+    value = request.headers.get("range")
+    if value is None or value.lstrip().lower().startswith("bytes="):
+        return
+    request.scope["headers"] = [
+        (name, content) for name, content in request.scope["headers"] if name != b"range"
+    ]
+
+
 async def _serve_file(request: Request, file: RecordingFile) -> Response:
     """Serve a ready recording's file to a logged-in member holding a valid link.
 
     FileResponse handles Range requests (206, multipart/byteranges for several ranges,
-    416 with the size when unsatisfiable) and honours If-Range.
-    NOTE: Starlette 1.10 replies 400 to a Range header in a unit other than bytes, where
-    RFC 9110 section 14.2 requires a server to ignore it and send the whole file.
+    416 with the size when unsatisfiable) and honours If-Range. A Range header in a unit
+    other than bytes is dropped first: under RFC 9110 section 14.2 a server ignores it and
+    sends the whole file, where Starlette would answer 400.
     """
+    _ignore_foreign_range(request)
     user = await require_user(request)
     recording_id: int = request.path_params["recording_id"]
     settings = settings_of(request)

@@ -281,6 +281,18 @@ async def test_video_unsatisfiable_range_is_416(
     assert response.headers["content-range"] == f"bytes */{size}"
 
 
+@pytest.mark.parametrize("header", ["items=0-9", "pages=1-2", "BYTES0-9"])
+async def test_video_range_in_another_unit_sends_whole_file(
+    member: httpx.AsyncClient, ready: ReadyRecording, header: str
+) -> None:
+    """Guards against a 400 for a Range unit the server does not know: RFC 9110 section
+    14.2 asks for the whole file instead."""
+    response = await member.get(video_link(ready.id), headers={"Range": header})
+
+    assert response.status_code == 200
+    assert response.content == ready.video_bytes
+
+
 async def test_video_multiple_ranges_are_multipart(
     member: httpx.AsyncClient, ready: ReadyRecording
 ) -> None:
