@@ -30,6 +30,7 @@ import accounts.routes
 import chat.routes
 import live.demo
 import live.routes
+import mentoring.demo
 import mentoring.mail
 import mentoring.routes
 import recordings.routes
@@ -186,7 +187,11 @@ def create_app(settings: Settings) -> Starlette:
         )
         sweeper.start()
         if settings.demo:
-            await live.demo.set_up_demo(database, settings)
+            demo = await live.demo.ensure_demo_data(database, settings.data_dir)
+            await mentoring.demo.ensure_mentoring_demo(
+                app.state.mentoring, demo.host.id, demo.viewer.id
+            )
+            live.demo.print_demo_banner(demo, settings)
         logger.info(
             "started node=%s database=%s broker=%s recordings=%s ice_servers=%d",
             settings.node_name,

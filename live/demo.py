@@ -172,15 +172,17 @@ def demo_banner(demo: DemoData, site_url: str) -> str:
             f"  Collègue / attendee  : {DEMO_VIEWER_EMAIL}",
             f"  Mot de passe des deux comptes / password of both accounts : {demo.password}",
             f"  (conservé dans / kept in {demo.password_file})",
+            f"  Mentorat / mentoring : {site_url}/mentoring/inbox",
+            "    une demande de la collègue attend l'animatrice / "
+            "a request of the attendee awaits the host",
             "=" * 72,
             "",
         ]
     )
 
 
-async def set_up_demo(database: Database, settings: Settings) -> None:
-    """Create the demo data and print its log-in details on standard output."""
-    demo = await ensure_demo_data(database, settings.data_dir)
+def print_demo_banner(demo: DemoData, settings: Settings) -> None:
+    """Print the demo log-in details on standard output."""
     site_url = settings.site_url or f"http://{settings.host}:{settings.port}"
     # Printed, never logged: the password of these throwaway accounts is meant to be read.
     print(demo_banner(demo, site_url), flush=True)
