@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -112,16 +112,6 @@ async def test_media_forwarding_errors_and_end(data_dir: Path, redis_url: str) -
             await socket.close()
         for peer in (publisher, second_publisher, viewer):
             await peer.close()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it restarts."""
-    server = RedisServer()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def wait_for_owner(client: redis.asyncio.Redis, live_id: int, owner: str) -> None:
