@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.models import User
+from chat.redis_broker import ListenerState, RedisBroker
 from tests.support.chat_clients import ChatClient, create_live, database_in
 from tests.support.clients import Account, cookie_header, sign_up
 from tests.support.faults import (
@@ -26,6 +27,9 @@ pytestmark = [pytest.mark.faults, pytest.mark.redis, pytest.mark.slow]
 # Claire hosts; the others are registered. Each person chats on one socket, half of
 # them through each process.
 NAMES = ["Claire", "Karim", "Lucie", "Inès", "Hugo", "Maëlle"]
+# A Redis restart takes about a second here, and the listener's backoff adds at most a
+# few more. Every wait ends as soon as its event arrives.
+WAIT_SECS = 30.0
 # Messages each person sends before, during and after the outage. With the extra
 # message of Karim during the outage and Hugo's final one, nobody sends more than 5,
 # the rate limit in any 5 s, however fast the rounds go.
@@ -122,3 +126,44 @@ async def test_redis_restart_during_busy_chat(own_redis: RedisServer, tmp_path: 
         back = r"INFO chat\.redis_broker: chat redis broker: reconnected, resubscribed channels=1"
         assert re.search(lost, log), server.log_path
         assert re.search(back, log), server.log_path
+
+
+async def test_broker_listener_restarts_when_cancelled(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards against a listener task ended by a stray cancellation, which left the
+    process without chat fan-out and nothing in the log."""
+    broker = RedisBroker(redis_url)
+    events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    connections: asyncio.Queue[None] = asyncio.Queue()
+    broker.attach(
+        lambda channel, payload: events.put_nowait((channel, payload)),
+        lambda: connections.put_nowait(None),
+    )
+    await broker.start()
+    try:
+        await asyncio.wait_for(connections.get(), WAIT_SECS)
+        await broker.subscribe("live:1")
+        listener = broker._listener
+        assert listener is not None
+
+        listener.cancel()
+        await asyncio.wait_for(connections.get(), WAIT_SECS)
+        assert broker._listener is not listener
+        assert broker.connections == 2
+        assert await broker.is_healthy()
+        restarts = [
+            record
+            for record in caplog.records
+            if record.levelname == "ERROR" and "listener cancelled; restarting it" in record.message
+        ]
+        assert len(restarts) == 1
+
+        await broker.publish("live:1", "après le redémarrage")
+        assert await asyncio.wait_for(events.get(), WAIT_SECS) == (
+            "live:1",
+            "après le redémarrage",
+        )
+    finally:
+        await broker.stop()
+    assert broker.state is ListenerState.STOPPED
