@@ -27,17 +27,19 @@ logger = logging.getLogger(__name__)
 # How long a SQLite writer waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_SECS = 30
 
-# Errors raised when the database server cannot be reached or is not accepting
-# connections: refused or reset connections, a name that does not resolve, and
-# PostgreSQL's connection failures (class 08), shutdown and start-up (class 57P).
-_UNAVAILABLE_ERRORS = (
-    ConnectionError,
-    TimeoutError,
-    socket.gaierror,
+# Errors of the PostgreSQL driver when the server cannot be reached or is not accepting
+# connections: connection failures (class 08), shutdown and start-up (class 57P).
+_DRIVER_UNAVAILABLE_ERRORS = (
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InterfaceError,
 )
+# Socket errors for a refused or reset connection, a timeout or a name that does not
+# resolve. They mean an outage only when raised by the database client, since other
+# clients (SMTP, a browser that went away) raise them too.
+_SOCKET_UNAVAILABLE_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+# Folders of the packages whose frames mark a socket error as the database's.
+_DATABASE_CLIENT_FOLDERS = ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/")
 # Starts of SQLite's messages for a database file that another process keeps locked
 # past the busy timeout, or that cannot be opened.
 _SQLITE_UNAVAILABLE_MESSAGES = ("database is locked", "unable to open database file")
@@ -134,7 +136,9 @@ def is_unavailable(error: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
-        if isinstance(current, _UNAVAILABLE_ERRORS):
+        if isinstance(current, _DRIVER_UNAVAILABLE_ERRORS):
+            return True
+        if isinstance(current, _SOCKET_UNAVAILABLE_ERRORS) and _raised_by_database_client(current):
             return True
         if isinstance(current, sqlite3.OperationalError) and str(current).startswith(
             _SQLITE_UNAVAILABLE_MESSAGES
@@ -142,6 +146,16 @@ def is_unavailable(error: BaseException) -> bool:
             return True
         orig = current.orig if isinstance(current, DBAPIError) else None
         current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+def _raised_by_database_client(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename.replace("\\", "/")
+        if any(folder in filename for folder in _DATABASE_CLIENT_FOLDERS):
+            return True
+        traceback = traceback.tb_next
     return False
 
 

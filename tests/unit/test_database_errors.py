@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from core.database import Database, is_unavailable
+from tests.support.processes import free_port
 
 
 def caused_by(error: BaseException, cause: BaseException) -> BaseException:
@@ -20,9 +21,10 @@ def caused_by(error: BaseException, cause: BaseException) -> BaseException:
 
 
 CASES = [
-    ("connection refused", ConnectionRefusedError(111, "Connect call failed"), True),
-    ("connection reset", ConnectionResetError(104, "reset by peer"), True),
-    ("timeout", TimeoutError(), True),
+    # raised elsewhere than in the database client: an SMTP server, a browser
+    ("connection refused elsewhere", ConnectionRefusedError(111, "Connect call failed"), False),
+    ("connection reset elsewhere", ConnectionResetError(104, "reset by peer"), False),
+    ("timeout elsewhere", TimeoutError(), False),
     ("postgresql starting up", asyncpg.exceptions.CannotConnectNowError("starting up"), True),
     ("postgresql shutting down", asyncpg.exceptions.AdminShutdownError("shutdown"), True),
     ("asyncpg connection closed", asyncpg.exceptions.InterfaceError("connection is closed"), True),
@@ -36,7 +38,11 @@ CASES = [
         DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
         True,
     ),
-    ("wrapped cause", caused_by(RuntimeError("wrapper"), ConnectionResetError()), True),
+    (
+        "wrapped cause",
+        caused_by(RuntimeError("wrapper"), asyncpg.exceptions.ConnectionDoesNotExistError()),
+        True,
+    ),
     (
         "sqlite missing table",
         OperationalError("SELECT 1", {}, sqlite3.OperationalError("no such table: users")),
@@ -55,6 +61,18 @@ CASES = [
 )
 def test_is_unavailable_classifies(error: BaseException, expected: bool) -> None:
     assert is_unavailable(error) is expected
+
+
+async def test_is_unavailable_connection_refused() -> None:
+    """Guards against a PostgreSQL server that refuses connections, which reaches the
+    caller as the socket's ConnectionRefusedError, counted as a bug (500)."""
+    database = Database(f"postgresql+asyncpg://veillee@127.0.0.1:{free_port()}/veillee")
+    try:
+        with pytest.raises(OSError) as raised:
+            await database.ping()
+    finally:
+        await database.dispose()
+    assert is_unavailable(raised.value)
 
 
 async def test_database_errors_hide_parameters(tmp_path: Path) -> None:
