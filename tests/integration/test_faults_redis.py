@@ -67,6 +67,8 @@ async def test_redis_restart_during_busy_chat(own_redis: RedisServer, tmp_path: 
             user_ids = dict((await session.execute(select(User.display_name, User.id))).all())
         attendees = [user_ids[name] for name in NAMES[1:]]
         channel = f"live:{await create_live(database, user_ids['Claire'], attendees)}"
+        # a second live whose chat both processes first open during the outage
+        quiet_channel = f"live:{await create_live(database, user_ids['Claire'], attendees)}"
 
         for index, name in enumerate(NAMES):
             server = a if index % 2 == 0 else b
@@ -84,6 +86,12 @@ async def test_redis_restart_during_busy_chat(own_redis: RedisServer, tmp_path: 
         # the outage's last message comes from process B: nothing stored later on A
         # shows A the gap, so only the read-back after A's reconnection delivers it
         await clients["Karim"].say("karim-alone", "Quelqu'un m'entend ?")
+        quiet_on_a = await ChatClient.connect(a.ws_url, quiet_channel, cookies["Claire"])
+        quiet_on_b = await ChatClient.connect(b.ws_url, quiet_channel, cookies["Karim"])
+        clients["quiet on A"], clients["quiet on B"] = quiet_on_a, quiet_on_b
+        for quiet in (quiet_on_a, quiet_on_b):
+            assert await quiet.open() == [{"type": "synced", "last_seq": 0}]
+        assert await quiet_on_a.say("quiet-1", "Salle calme, pendant la panne") == 1
         for server in (a, b):
             assert (await wait_for_health(server.url, "degraded"))["broker"] == "error"
 
@@ -92,6 +100,17 @@ async def test_redis_restart_during_busy_chat(own_redis: RedisServer, tmp_path: 
         for server in (a, b):
             body = await wait_for_health(server.url, "ready")
             assert body["broker"] == "ok"
+        # the channel first opened during the outage is subscribed on reconnection
+        assert [event["seq"] for event in await quiet_on_b.events_up_to(1)] == [1]
+        assert await quiet_on_b.say("quiet-2", "Salle calme, après la panne") == 2
+        for quiet in (quiet_on_a, quiet_on_b):
+            events = await quiet.events_up_to(2)
+            assert received_messages(events)[-1] == (2, "quiet-2", "Salle calme, après la panne")
+        assert len(await stored_messages(database, quiet_channel)) == 2
+        del clients["quiet on A"], clients["quiet on B"]
+        await quiet_on_a.close()
+        await quiet_on_b.close()
+
         outage_total = len(NAMES) * (ROUNDS["before"] + ROUNDS["during"]) + 1
         received = {
             name: await client.events_up_to(outage_total) for name, client in clients.items()
@@ -123,7 +142,7 @@ async def test_redis_restart_during_busy_chat(own_redis: RedisServer, tmp_path: 
     for server in (a, b):
         log = server.log_text()
         lost = r"WARNING chat\.redis_broker: chat redis broker: listener connection lost"
-        back = r"INFO chat\.redis_broker: chat redis broker: reconnected, resubscribed channels=1"
+        back = r"INFO chat\.redis_broker: chat redis broker: reconnected, resubscribed channels=2"
         assert re.search(lost, log), server.log_path
         assert re.search(back, log), server.log_path
 
