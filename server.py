@@ -14,9 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import uvicorn
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -42,7 +40,7 @@ from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
 from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
-from core.database import Database, is_unavailable
+from core.database import UNAVAILABLE_ERROR_TYPES, Database, is_unavailable
 from core.headers import SecurityHeadersMiddleware
 from core.mail import Mailer
 from core.routing import Access, Mount, Route
@@ -285,10 +283,7 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: handle_http_error,
             # Starlette's ExceptionMiddleware runs these, which pass everything that
             # is not an outage on to handle_server_error.
-            SQLAlchemyError: handle_database_error,
-            OSError: handle_database_error,
-            asyncpg.PostgresError: handle_database_error,
-            asyncpg.InterfaceError: handle_database_error,
+            **dict.fromkeys(UNAVAILABLE_ERROR_TYPES, handle_database_error),
             Exception: handle_server_error,
         },
         lifespan=lifespan,

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -40,6 +40,13 @@ _DRIVER_UNAVAILABLE_ERRORS = (
 _SOCKET_UNAVAILABLE_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
 # Folders of the packages whose frames mark a socket error as the database's.
 _DATABASE_CLIENT_FOLDERS = ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/")
+# Every exception class that `is_unavailable` may accept, for handlers keyed by class.
+UNAVAILABLE_ERROR_TYPES: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    *_DRIVER_UNAVAILABLE_ERRORS,
+    *_SOCKET_UNAVAILABLE_ERRORS,
+)
 # Starts of SQLite's messages for a database file that another process keeps locked
 # past the busy timeout, or that cannot be opened.
 _SQLITE_UNAVAILABLE_MESSAGES = ("database is locked", "unable to open database file")
