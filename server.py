@@ -41,7 +41,7 @@ from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
 from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
-from core.database import Database
+from core.database import UNAVAILABLE_ERROR_TYPES, Database, is_unavailable
 from core.headers import SecurityHeadersMiddleware
 from core.mail import Mailer
 from core.routing import Access, Mount, Route
@@ -74,6 +74,11 @@ from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
 
 logger = logging.getLogger("veillee.server")
+
+# The French sentence shown for a request that failed because the database cannot be
+# reached. The 503 response asks clients to retry after UNAVAILABLE_RETRY_AFTER_SECS.
+UNAVAILABLE_MESSAGE = "Le service est momentanément indisponible. Réessayez dans quelques instants."
+UNAVAILABLE_RETRY_AFTER_SECS = 5
 
 # A session cookie lasts two weeks: long enough not to log a teacher out between
 # two evening lives, short enough to expire on a forgotten shared computer.
@@ -138,19 +143,53 @@ async def handle_http_error(request: Request, error: Exception) -> Response:
     return await render(request, "error.html", {"message": message}, error.status_code)
 
 
+async def handle_database_error(request: Request, error: Exception) -> Response:
+    """Return a French 503 response when `error` means the database cannot be reached;
+    raise anything else again, for handle_server_error.
+
+    Logged as one line rather than a traceback, since an outage fails every request.
+    """
+    if request.scope["type"] != "http" or not is_unavailable(error):
+        raise error
+    logger.warning(
+        "%s %s: database unavailable, responded 503: %s: %s",
+        request.method,
+        request.url.path,
+        type(error).__name__,
+        error,
+    )
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECS)}
+    return _error_response(request, "http_503", UNAVAILABLE_MESSAGE, 503, headers)
+
+
+def _error_response(
+    request: Request,
+    code: str,
+    message: str,
+    status_code: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Return the JSON error body or the French error page, rendered without the
+    logged-in user, because reading it needs the database, which may be what failed."""
+    if _wants_json(request):
+        return JSONResponse(
+            {"error": {"code": code, "message": message}}, status_code=status_code, headers=headers
+        )
+    return templates_of(request).TemplateResponse(
+        request,
+        "error.html",
+        {"message": message, "user": None},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
 async def handle_server_error(request: Request, error: Exception) -> Response:
     """Return a French 500 response for an unexpected exception. Starlette's
     ServerErrorMiddleware then raises it again, and uvicorn logs it with its traceback.
-
-    The page is rendered without the logged-in user, because reading it needs the
-    database, which may be what failed.
     """
     message = "Une erreur inattendue est survenue. Réessayez dans un instant."
-    if _wants_json(request):
-        return JSONResponse({"error": {"code": "http_500", "message": message}}, status_code=500)
-    return templates_of(request).TemplateResponse(
-        request, "error.html", {"message": message, "user": None}, status_code=500
-    )
+    return _error_response(request, "http_500", message, 500)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -245,7 +284,13 @@ def create_app(settings: Settings) -> Starlette:
                 https_only=settings.https_only,
             ),
         ],
-        exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
+        exception_handlers={
+            HTTPException: handle_http_error,
+            # Starlette's ExceptionMiddleware runs these, which pass everything that
+            # is not an outage on to handle_server_error.
+            **dict.fromkeys(UNAVAILABLE_ERROR_TYPES, handle_database_error),
+            Exception: handle_server_error,
+        },
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -114,11 +114,21 @@ class RedisBroker(Broker):
 
     def _listener_done(self, task: asyncio.Task[None]) -> None:
         # The listener loop catches every Exception, so it ends only by cancellation
-        # or a BaseException; chat would be left without fan-out, so it restarts.
-        if task.cancelled() or self._listener is not task:
+        # or a BaseException. `stop` clears `_listener` before it cancels the task, so a task
+        # that is still the listener ended on its own, for example by a CancelledError
+        # that escaped the Redis client. Chat would be left without fan-out, so the
+        # listener restarts, and its first connection reads the missed events back.
+        if self._listener is not task:
             return
-        error = task.exception()
-        logger.error("%s redis broker: listener died; restarting it", self.label, exc_info=error)
+        if task.cancelled():
+            logger.error("%s redis broker: listener cancelled; restarting it", self.label)
+        else:
+            logger.error(
+                "%s redis broker: listener died; restarting it",
+                self.label,
+                exc_info=task.exception(),
+            )
+        self._set_state(ListenerState.RECONNECTING)
         self._listener = asyncio.create_task(
             self._listen_forever(), name=f"{self.label}-redis-listener"
         )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +26,30 @@ logger = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_SECS = 30
+
+# Errors of the PostgreSQL driver when the server cannot be reached or is not accepting
+# connections: connection failures (class 08), shutdown and start-up (class 57P).
+_DRIVER_UNAVAILABLE_ERRORS = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+)
+# Socket errors for a refused or reset connection, a timeout or a name that does not
+# resolve. They mean an outage only when raised by the database client, since other
+# clients (SMTP, a browser that went away) raise them too.
+_SOCKET_UNAVAILABLE_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+# Folders of the packages whose frames mark a socket error as the database's.
+_DATABASE_CLIENT_FOLDERS = ("/sqlalchemy/", "/asyncpg/", "/aiosqlite/")
+# Every exception class that `is_unavailable` may accept, for handlers keyed by class.
+UNAVAILABLE_ERROR_TYPES: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    *_DRIVER_UNAVAILABLE_ERRORS,
+    *_SOCKET_UNAVAILABLE_ERRORS,
+)
+# Starts of SQLite's messages for a database file that another process keeps locked
+# past the busy timeout, or that cannot be opened.
+_SQLITE_UNAVAILABLE_MESSAGES = ("database is locked", "unable to open database file")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -70,7 +98,16 @@ class Database:
         connect_args: dict[str, Any] = {}
         if self.is_sqlite:
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECS
-        self.engine: AsyncEngine = create_async_engine(url, connect_args=connect_args)
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            connect_args=connect_args,
+            # A pooled connection may have died while idle (a database restart or
+            # failover): test it at checkout and reconnect, rather than fail a request.
+            pool_pre_ping=not self.is_sqlite,
+            # Statement parameters contain message texts and password hashes, which
+            # must stay out of the logs that print these errors.
+            hide_parameters=True,
+        )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -92,6 +129,41 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Return whether `error` means the database cannot be reached right now, so that
+    the same request may succeed later, rather than a bug or a rejected statement.
+
+    Follows SQLAlchemy's wrapped driver error (`orig`) and explicit causes.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, _DRIVER_UNAVAILABLE_ERRORS):
+            return True
+        if isinstance(current, _SOCKET_UNAVAILABLE_ERRORS) and _raised_by_database_client(current):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and str(current).startswith(
+            _SQLITE_UNAVAILABLE_MESSAGES
+        ):
+            return True
+        orig = current.orig if isinstance(current, DBAPIError) else None
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
+def _raised_by_database_client(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        filename = traceback.tb_frame.f_code.co_filename.replace("\\", "/")
+        if any(folder in filename for folder in _DATABASE_CLIENT_FOLDERS):
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def _configure_sqlite(dbapi_connection: Any, connection_record: Any) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -64,27 +64,58 @@ async def two_processes(
 
 
 async def watch_through(
-    setting: LiveSetting, publisher: Publisher
+    stack: contextlib.AsyncExitStack, setting: LiveSetting, publisher: Publisher
 ) -> tuple[SignalingClient, Viewer]:
+    """Watch through `setting`'s process until the first frame; `stack` closes the
+    socket and the peer."""
     client = await SignalingClient.open(setting.ws_url, setting.live_id, setting.viewer_cookie)
+    stack.push_async_callback(client.close)
     viewer = Viewer(publisher.video)
+    stack.push_async_callback(viewer.close)
     await viewer.accept(await client.request_answer("watch", await viewer.offer()))
-    await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+    await wait_for_first_frame(viewer, publisher)
     return client, viewer
+
+
+async def wait_for_first_frame(viewer: Viewer, publisher: Publisher) -> None:
+    """Wait for the viewer's first decoded frame. On timeout, fail with the state of
+    both peers and the count of frames sent, which show where the media stopped."""
+    try:
+        await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+    except TimeoutError:
+        raise AssertionError(
+            f"no frame decoded within {EVENT_TIMEOUT_SECS} s: viewer peer "
+            f"{viewer.pc.connectionState}, ICE {viewer.pc.iceConnectionState}, "
+            f"publisher peer {publisher.pc.connectionState}, "
+            f"{publisher.video.frames_sent} frames sent"
+        ) from None
+
+
+async def publish_through(
+    stack: contextlib.AsyncExitStack, setting: LiveSetting
+) -> tuple[SignalingClient, Publisher]:
+    """Publish through `setting`'s process; `stack` closes the socket and the peer."""
+    host, publisher = await start_publishing(setting)
+    stack.push_async_callback(publisher.close)
+    stack.push_async_callback(host.close)
+    return host, publisher
 
 
 async def test_media_forwarding_errors_and_end(data_dir: Path, redis_url: str) -> None:
     """Guards against errors of the media process that never reach a socket of another
     process, and an `end` that leaves some process's sockets thinking the live is on."""
-    async with two_processes(data_dir, redis_url) as (through_a, through_b):
-        host, publisher = await start_publishing(through_a)
-        watcher, viewer = await watch_through(through_b, publisher)
+    async with contextlib.AsyncExitStack() as stack:
+        through_a, through_b = await stack.enter_async_context(two_processes(data_dir, redis_url))
+        host, publisher = await publish_through(stack, through_a)
+        watcher, _ = await watch_through(stack, through_b, publisher)
         second_tab = await SignalingClient.open(
             through_b.ws_url, through_b.live_id, through_b.host_cookie
         )
+        stack.push_async_callback(second_tab.close)
 
         # the media process's refusals come back with their code, message and ref
         second_publisher = Publisher()
+        stack.push_async_callback(second_publisher.close)
         await second_tab.send(
             {"type": "publish", "sdp": await second_publisher.offer(), "client_id": "p-2"}
         )
@@ -107,21 +138,6 @@ async def test_media_forwarding_errors_and_end(data_dir: Path, redis_url: str) -
         await watcher.until("recording", status="ready")
         assert through_a.app.state.media.sessions == {}
         assert through_b.app.state.media.sessions == {}
-
-        for socket in (host, watcher, second_tab):
-            await socket.close()
-        for peer in (publisher, second_publisher, viewer):
-            await peer.close()
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it restarts."""
-    server = RedisServer()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def wait_for_owner(client: redis.asyncio.Redis, live_id: int, owner: str) -> None:
@@ -148,29 +164,29 @@ async def wait_for_inbox(client: redis.asyncio.Redis, node: str) -> None:
 async def test_media_forwarding_after_redis_restart(data_dir: Path, own_redis: RedisServer) -> None:
     """Guards against a Redis restart, which empties it, that leaves a live without its
     media node or sockets that miss the live's state."""
-    client = redis.asyncio.Redis.from_url(own_redis.url)
-    try:
-        async with two_processes(data_dir, own_redis.url) as (through_a, through_b):
-            host, publisher = await start_publishing(through_a)
-            waiting = await SignalingClient.open(
-                through_b.ws_url, through_b.live_id, through_b.viewer_cookie
-            )
-            assert waiting.welcome["state"] == "live"
-            await wait_for_owner(client, through_a.live_id, "node-a")
+    async with contextlib.AsyncExitStack() as stack:
+        client = redis.asyncio.Redis.from_url(own_redis.url)
+        stack.push_async_callback(client.aclose)
+        through_a, through_b = await stack.enter_async_context(
+            two_processes(data_dir, own_redis.url)
+        )
+        _, publisher = await publish_through(stack, through_a)
+        waiting = await SignalingClient.open(
+            through_b.ws_url, through_b.live_id, through_b.viewer_cookie
+        )
+        stack.push_async_callback(waiting.close)
+        assert waiting.welcome["state"] == "live"
+        await wait_for_owner(client, through_a.live_id, "node-a")
 
-            own_redis.restart()
-            await wait_for_owner(client, through_a.live_id, "node-a")
-            await wait_for_inbox(client, "node-a")
-            # frames broadcast while Redis was away may be lost: the state comes again
-            await waiting.until("state", state="live")
+        # in a thread: both processes and every peer run on this event loop, which
+        # must not stop while redis-server stops and starts
+        await asyncio.to_thread(own_redis.restart)
+        await wait_for_owner(client, through_a.live_id, "node-a")
+        await wait_for_inbox(client, "node-a")
+        # frames broadcast while Redis was away may be lost: the state comes again
+        await waiting.until("state", state="live")
 
-            viewer = Viewer(publisher.video)
-            await viewer.accept(await waiting.request_answer("watch", await viewer.offer()))
-            await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
-
-            for socket in (host, waiting):
-                await socket.close()
-            for peer in (publisher, viewer):
-                await peer.close()
-    finally:
-        await client.aclose()
+        viewer = Viewer(publisher.video)
+        stack.push_async_callback(viewer.close)
+        await viewer.accept(await waiting.request_answer("watch", await viewer.offer()))
+        await wait_for_first_frame(viewer, publisher)

@@ -83,22 +83,24 @@ def cookie_header(client: httpx.Client) -> str:
     return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
 
+def live_form(csrf_token: str, title: str) -> dict[str, str]:
+    """Return the scheduling form's fields for a live tomorrow at 20:30, Paris time."""
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    return {
+        "csrf_token": csrf_token,
+        "title": title,
+        "description": "",
+        "start_day": tomorrow.isoformat(),
+        "start_time": "20:30",
+        "time_zone": "Europe/Paris",
+        "duration_minutes": "60",
+    }
+
+
 def schedule_live(client: httpx.Client, title: str) -> int:
     """Schedule a live for tomorrow at 20:30, Paris time, through the form; return its id."""
-    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     form_page = client.get("/lives/new")
-    response = client.post(
-        "/lives/new",
-        data={
-            "csrf_token": csrf_from(form_page.text),
-            "title": title,
-            "description": "",
-            "start_day": tomorrow.isoformat(),
-            "start_time": "20:30",
-            "time_zone": "Europe/Paris",
-            "duration_minutes": "60",
-        },
-    )
+    response = client.post("/lives/new", data=live_form(csrf_from(form_page.text), title))
     if response.status_code != 303:
         raise AssertionError(f"scheduling failed with {response.status_code}")
     return int(response.headers["location"].rsplit("/", 1)[1])

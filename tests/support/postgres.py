@@ -56,6 +56,11 @@ class PostgresServer:
             "--locale",
             "C.UTF-8",
         )
+        self.start()
+        self._databases = 0
+
+    def start(self) -> None:
+        """Start the cluster on its port, at creation and again after `stop_server`."""
         self._run(
             "pg_ctl",
             "--pgdata",
@@ -70,7 +75,11 @@ class PostgresServer:
             str(START_TIMEOUT_SECS),
             "start",
         )
-        self._databases = 0
+
+    def stop_server(self) -> None:
+        """Stop the server and keep the cluster, as a database outage: `fast` mode
+        ends every open connection, and `start` brings it back on the same port."""
+        self._run("pg_ctl", "--pgdata", str(self.data_dir), "--mode", "fast", "--wait", "stop")
 
     def _run(self, program: str, *arguments: str) -> None:
         command = [str(self.bin_dir / program), *arguments]
@@ -99,7 +108,9 @@ class PostgresServer:
         return f"postgresql+asyncpg://{DATABASE_USER}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
+        """Stop the server, if it runs, and delete the cluster."""
         try:
-            self._run("pg_ctl", "--pgdata", str(self.data_dir), "--mode", "fast", "stop")
+            if (self.data_dir / "postmaster.pid").exists():
+                self.stop_server()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
