@@ -222,7 +222,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, site_url=settings.site_url),
             Middleware(BodySizeLimitMiddleware),
             Middleware(
                 SessionMiddleware,

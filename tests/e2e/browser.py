@@ -169,3 +169,53 @@ def record_console(page: Page, lines: list[str]) -> None:
 
     page.on("console", on_console)
     page.on("pageerror", on_page_error)
+
+
+# Reports every Content Security Policy violation of the pages to the test through the
+# binding that `record_csp_violations` exposes. Playwright runs init scripts through
+# the DevTools protocol, so the page's own policy does not block this one.
+CSP_VIOLATION_LISTENER_JS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.veilleeReportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} ` +
+      `in ${event.documentURI} (${event.sourceFile}:${event.lineNumber})`,
+  );
+});
+"""
+
+
+def record_csp_violations(context: BrowserContext, violations: list[str]) -> None:
+    """Append a line for each CSP violation of any page of `context` to `violations`."""
+
+    def report(line: str) -> None:
+        violations.append(line)
+
+    context.expose_function("veilleeReportCspViolation", report)
+    context.add_init_script(CSP_VIOLATION_LISTENER_JS)
+
+
+# Polls a predicate in the page until it returns true, or throws after timeoutMs. The
+# predicate's source goes into this function's own text, and Playwright compiles that
+# through the DevTools protocol, where the page's Content Security Policy does not
+# apply. Page.wait_for_function may compile its predicate with eval() in the page,
+# which script-src 'self' forbids.
+_WAIT_FOR_PREDICATE_JS = """
+async ([arg, timeoutMs]) => {
+  const predicate = %s;
+  const deadline = performance.now() + timeoutMs;
+  while (!(await predicate(arg))) {
+    if (performance.now() > deadline) {
+      throw new Error(`predicate still false after ${timeoutMs} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+"""
+
+
+def wait_for_predicate(
+    page: Page, predicate: str, arg: object = None, timeout_ms: float = 15_000
+) -> None:
+    """Wait until the JavaScript function `predicate`, such as
+    "(minimum) => window.count > minimum", returns true for `arg` in `page`."""
+    page.evaluate(_WAIT_FOR_PREDICATE_JS % predicate, [arg, timeout_ms])
