@@ -35,9 +35,11 @@ import mentoring.routes
 import recordings.routes
 import recordings.service
 import signaling.media
+import signaling.revocations
 import signaling.routes
 from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
+from chat.revocations import Revocation, RevocationBus, RevocationReason, chat_listener
 from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
 from core.database import Database
@@ -64,14 +66,21 @@ from core.web import (
     templates_of,
 )
 from core.websocket import FrameWebSocketProtocol
-from live.channel_policy import LiveChannelPolicy
+from live.channel_policy import LiveChannelPolicy, live_id_of_channel
 from mentoring.channel_policy import ConversationChannelPolicy
 from mentoring.mail import EmailOutbox
 from mentoring.service import MentoringService
 from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
+from signaling.protocol import CloseCode as SignalingCloseCode
 
 logger = logging.getLogger("veillee.server")
+
+# Maps each reason to the close code of the signaling sockets it closes.
+SIGNALING_CLOSE_CODES = {
+    RevocationReason.LOGGED_OUT: SignalingCloseCode.NOT_LOGGED_IN,
+    RevocationReason.REMOVED: SignalingCloseCode.REMOVED,
+}
 
 # A session cookie lasts two weeks: long enough not to log a teacher out between
 # two evening lives, short enough to expire on a forgotten shared computer.
@@ -148,6 +157,33 @@ async def handle_server_error(request: Request, error: Exception) -> Response:
     )
 
 
+async def start_revocations(
+    app: Starlette, settings: Settings, chat_service: ChatService
+) -> RevocationBus:
+    """Start the bus that closes a person's sockets in every process, with its
+    listeners: the chat sockets, and the signaling sockets of a live."""
+    revocations = RevocationBus(create_broker(settings.redis_url))
+    revocations.add_listener(chat_listener(chat_service.connections))
+
+    def close_signaling_sockets(revocation: Revocation) -> None:
+        live_id = None
+        if revocation.channel is not None:
+            live_id = live_id_of_channel(revocation.channel)
+            if live_id is None:
+                return
+        code = SIGNALING_CLOSE_CODES[revocation.reason]
+        signaling.revocations.close_person(app.state.media, revocation.user_id, live_id, code)
+
+    revocations.add_listener(close_signaling_sockets)
+    await revocations.start()
+
+    async def end_sockets(user_id: int) -> None:
+        await revocations.revoke(Revocation(user_id, RevocationReason.LOGGED_OUT))
+
+    app.state.on_sessions_ended = end_sockets
+    return revocations
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the application for `settings`; nothing starts until the ASGI lifespan."""
     database = Database(settings.resolved_database_url)
@@ -166,6 +202,7 @@ def create_app(settings: Settings) -> Starlette:
         chat_service.policies.register("conversation", ConversationChannelPolicy())
         await chat_service.start()
         app.state.chat = chat_service
+        app.state.revocations = await start_revocations(app, settings, chat_service)
         outbox = EmailOutbox(database, Mailer(settings.smtp))
         app.state.reset_links = ResetLinkSender(database, Mailer(settings.smtp))
         app.state.mentoring = MentoringService(
@@ -197,6 +234,7 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.mentoring.wait_for_deliveries()
             await app.state.reset_links.wait_for_deliveries()
             await app.state.media.close()
+            await app.state.revocations.stop()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
             await database.dispose()

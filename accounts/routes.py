@@ -15,6 +15,7 @@ from accounts.throttle import LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, RateLimiter,
 from core.routing import Access, Route
 from core.web import (
     client_address,
+    close_sockets_of,
     current_user,
     database_of,
     log_in,
@@ -146,6 +147,7 @@ async def logout(request: Request) -> Response:
     if user is not None:
         async with database_of(request).session() as session:
             await service.end_sessions(session, user.id)
+        await close_sockets_of(request, user.id)
         logger.info("log-out user=%s", user.id)
     log_out(request)
     return RedirectResponse("/", status_code=303)

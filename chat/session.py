@@ -11,11 +11,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chat.connections import ConnectionTicket, TooManySocketsError
 from chat.errors import (
     FRAME_MAX_BYTES,
     PROTOCOL_ERRORS,
@@ -29,6 +29,7 @@ from chat.log import Person, dump_frame
 from chat.policy import ChannelAccess
 from chat.service import ChatService
 from chat.text import TEXT_MAX_CHARS
+from core.origins import origin_allowed
 from core.settings import Settings
 from core.web import current_user
 from core.websocket import FRAME_WRITER_EXTENSION, FrameWriter, encode_text_frame
@@ -123,9 +124,21 @@ class ChatSession:
             "send": self._on_send,
             "delete": self._on_delete,
             "ping": self._on_ping,
+            "mute": self._on_mute,
+            "unmute": self._on_unmute,
+            "slow_mode": self._on_slow_mode,
         }
+        # This socket in the service's registry, once access is granted.
+        self.ticket: ConnectionTicket | None = None
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.ticket is not None:
+                self.service.connections.release(self.ticket)
+
+    async def _run(self) -> None:
         # The handshake is always accepted, so that a browser can read the close code.
         await self.websocket.accept()
         started = time.monotonic()
@@ -161,7 +174,7 @@ class ChatSession:
         """Check the origin, the log-in and the channel's policy, then send `welcome`."""
         # Until the policy accepts it, the channel name is any text from the URL, line
         # breaks included, so it is logged with repr() to keep one event per log line.
-        if not self._origin_allowed():
+        if not origin_allowed(self.websocket, self.settings):
             logger.warning(
                 "chat session channel=%r: rejected origin %r",
                 self.channel,
@@ -175,7 +188,18 @@ class ChatSession:
                 logger.warning("chat session channel=%r: not logged in", self.channel)
                 return CloseCode.NOT_LOGGED_IN
             self.person = Person(user.id, user.display_name)
+            # Registered before the access check, so that a removal committed after
+            # the check still finds this socket to close.
+            self.ticket = self.service.connections.open(self.channel, user.id)
             self.access, last_seq = await self.service.open(self.channel, user.id)
+            moderation = await self.service.moderation.state_of(self.channel, user.id)
+        except TooManySocketsError:
+            logger.warning(
+                "chat session channel=%s user=%s: too many sockets open",
+                self.channel,
+                self.person.id if self.person else None,
+            )
+            return CloseCode.TOO_MANY_SOCKETS
         except AccessDeniedError as denied:
             logger.warning(
                 "chat session channel=%r user=%s: access denied, close %d",
@@ -195,6 +219,8 @@ class ChatSession:
                 "user": self.person.to_frame(),
                 "role": self.access.role.value,
                 "can_write": self.access.can_send,
+                "muted": moderation.muted,
+                "slow_mode_secs": moderation.slow_mode_secs,
                 "last_seq": last_seq,
                 "limits": {"text_max_chars": TEXT_MAX_CHARS, "frame_max_bytes": FRAME_MAX_BYTES},
             }
@@ -209,33 +235,26 @@ class ChatSession:
         )
         return None
 
-    def _origin_allowed(self) -> bool:
-        # Browsers always send Origin on a WebSocket handshake; other clients may
-        # not, and cannot carry a visitor's cookie anyway.
-        origin = self.websocket.headers.get("origin")
-        if origin is None:
-            return True
-        if self.settings.site_url:
-            site = urlsplit(self.settings.site_url)
-            expected = f"{site.scheme}://{site.netloc}"
-        else:
-            scheme = "https" if self.websocket.url.scheme == "wss" else "http"
-            expected = f"{scheme}://{self.websocket.headers.get('host', '')}"
-        return origin.rstrip("/").lower() == expected.lower()
-
     async def _serve(self) -> CloseCode | None:
         """Run the reader and the writer until one ends; return the close code to send,
         or None when the client went away."""
         reader = asyncio.create_task(self._read_frames(), name=f"chat-read-{self.channel}")
         writer = asyncio.create_task(self._write_events(), name=f"chat-write-{self.channel}")
         dropped = asyncio.create_task(self.subscriber.dropped.wait())
-        tasks = (reader, writer, dropped)
+        if self.ticket is None:
+            raise RuntimeError(f"serving in session state {self.state}, expected a ticket")
+        revoked = asyncio.create_task(self.ticket.closed.wait())
+        tasks = (reader, writer, dropped, revoked)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+        if revoked in done:
+            # the person lost access: removed, or logged out in another browser
+            return self.ticket.close_code or CloseCode.FORBIDDEN
 
         if dropped in done:
             logger.warning(
@@ -331,6 +350,25 @@ class ChatSession:
             raise RuntimeError(f"delete in session state {self.state}, expected a logged-in person")
         # The deletion event reaches this connection like every other event.
         await self.service.delete(self.channel, self.person, seq)
+
+    async def _on_mute(self, frame: dict[str, Any]) -> None:
+        user_id = integer_field(frame, "user_id", minimum=1)
+        if user_id is None or self.person is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        # The mute event reaches this connection like every other event.
+        await self.service.moderation.mute(self.channel, self.person, user_id)
+
+    async def _on_unmute(self, frame: dict[str, Any]) -> None:
+        user_id = integer_field(frame, "user_id", minimum=1)
+        if user_id is None or self.person is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        await self.service.moderation.unmute(self.channel, self.person, user_id)
+
+    async def _on_slow_mode(self, frame: dict[str, Any]) -> None:
+        interval_secs = integer_field(frame, "interval_secs", minimum=0)
+        if interval_secs is None or self.person is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        await self.service.moderation.set_slow_mode(self.channel, self.person, interval_secs)
 
     async def _on_resume(self, frame: dict[str, Any]) -> None:
         after = integer_field(frame, "after", minimum=0)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 from core.database import utc_now
 from core.timezones import TIME_ZONES, local_to_utc, to_local
 from live import lifecycle
+from live.access import is_removed
 from live.models import Live, LiveState, Registration
 
 logger = logging.getLogger(__name__)
@@ -477,6 +478,12 @@ async def register(session: AsyncSession, live_id: int, user_id: int) -> bool:
         raise LiveError("live_cancelled", "Ce live est annulé.")
     if live.state is LiveState.ENDED:
         raise LiveError("live_ended", "Ce live est terminé : regardez plutôt son replay.")
+    if await is_removed(session, live_id, user_id):
+        raise LiveError(
+            "removed",
+            "La personne qui anime ce live vous en a retiré : vous ne pouvez pas vous y "
+            "réinscrire.",
+        )
     if await is_registered(session, live_id, user_id):
         return False
 

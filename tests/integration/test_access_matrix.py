@@ -269,6 +269,20 @@ CASES: list[Case] = [
         lambda w: f"/api/chat/conversation:{w.conversation_id}/events",
         channel="conversation",
     ),
+    Case(
+        "GET",
+        "/api/chat/{channel}/moderation",
+        lambda w: f"/api/chat/live:{w.live_id}/moderation",
+        channel="live",
+    ),
+    Case(
+        "POST",
+        "/api/lives/{live_id:id}/removals",
+        lambda w: f"/api/lives/{w.live_id}/removals",
+        # nobody has this id, so the host's request removes no one
+        frozenset({404}),
+        json_body={"user_id": 999_999},
+    ),
     Case("GET", "/mentoring", fixed("/mentoring")),
     Case("GET", "/mentoring/offer", fixed("/mentoring/offer")),
     Case("POST", "/mentoring/offer", fixed("/mentoring/offer"), INVALID_FORM, form={}),
