@@ -34,8 +34,8 @@ import mentoring.mail
 import mentoring.routes
 import recordings.routes
 import recordings.service
-import signaling.media
 import signaling.revocations
+import signaling.router
 import signaling.routes
 from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
@@ -54,6 +54,7 @@ from core.settings import (
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
     Settings,
+    default_node_name,
     load_secret_key,
     parse_ice_servers,
 )
@@ -88,7 +89,8 @@ SESSION_MAX_AGE_SECS = 14 * 24 * 3600
 
 
 async def health(request: Request) -> Response:
-    """Report whether the database and the chat broker answer; 503 when one does not."""
+    """Report whether the database, the chat broker and the media-node leases work;
+    503 when one does not."""
     checks: dict[str, str] = {}
     try:
         await database_of(request).ping()
@@ -99,6 +101,8 @@ async def health(request: Request) -> Response:
     # wiring:health
     chat_service: ChatService = request.app.state.chat
     checks["broker"] = "ok" if await chat_service.is_broker_healthy() else "error"
+    router: signaling.router.Router = request.app.state.signaling
+    checks["media_nodes"] = "ok" if await router.is_healthy() else "error"
     healthy = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if healthy else "degraded", **checks},
@@ -172,7 +176,9 @@ async def start_revocations(
             if live_id is None:
                 return
         code = SIGNALING_CLOSE_CODES[revocation.reason]
-        signaling.revocations.close_person(app.state.media, revocation.user_id, live_id, code)
+        signaling.revocations.close_person(
+            app.state.signaling.audience, revocation.user_id, live_id, code
+        )
 
     revocations.add_listener(close_signaling_sockets)
     await revocations.start()
@@ -196,7 +202,9 @@ def create_app(settings: Settings) -> Starlette:
         await upgrade_to_head(database, settings.data_dir)
         # wiring:startup
         await recordings.service.recover_interrupted(database, settings)
-        app.state.media = signaling.media.create_media_manager(settings, database)
+        app.state.signaling = signaling.router.create_router(settings, database)
+        app.state.media = app.state.signaling.media
+        await app.state.signaling.start()
         chat_service = ChatService(database, create_broker(settings.redis_url))
         chat_service.policies.register("live", LiveChannelPolicy())
         chat_service.policies.register("conversation", ConversationChannelPolicy())
@@ -234,6 +242,7 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.mentoring.wait_for_deliveries()
             await app.state.reset_links.wait_for_deliveries()
             await app.state.media.close()
+            await app.state.signaling.close()
             await app.state.revocations.stop()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
@@ -407,7 +416,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,
         mentoring_sweep_interval_secs=arguments.mentoring_sweep_interval,
-        node_name=os.environ.get("NODE_NAME", f"{arguments.host}:{arguments.port}"),
+        node_name=os.environ.get("NODE_NAME") or default_node_name(arguments.host, arguments.port),
     )
 
 

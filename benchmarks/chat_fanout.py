@@ -8,8 +8,9 @@ For each, the benchmark starts a fresh redis-server and the system's two server
 processes on loopback ports, and connects the subscribers from client worker
 processes. The subscribers themselves send the messages (for the floor, the workers
 PUBLISH them). Delivery latency is measured at 20 messages a second. Then the rate
-rises by a quarter per step until the p99 passes 100 ms or a delivery goes missing,
-and the highest rate held is kept. Server CPU time comes from /proc/<pid>/stat of
+rises by a quarter per step until a delivery goes missing (the system fell behind).
+Two rates are kept: the highest whose p99 stayed under 100 ms, and the highest at
+which every delivery arrived. Server CPU time comes from /proc/<pid>/stat of
 the server processes alone (for the floor, of redis-server). Each figure in
 benchmarks/results/chat.json is the median of the repetitions, and the plot of
 latency against load goes to docs/images/chat_fanout_latency.png.
@@ -70,14 +71,23 @@ class Step:
     redis_cpu_secs: float
     client_cpu_secs: float
     closed: int
+    # Whether the workers sent every message and received every delivery before the
+    # step's end plus DRAIN_SECS. Workers short of CPU send late, and then the
+    # offered rate was not the one planned.
+    on_time: bool
 
     @property
     def delivered_per_second(self) -> float:
         return self.received / self.seconds
 
     @property
+    def complete(self) -> bool:
+        """Whether every message went out and arrived in time, and no connection closed."""
+        return self.on_time and self.received == self.expected and self.closed == 0
+
+    @property
     def held(self) -> bool:
-        return self.received == self.expected and self.closed == 0 and self.p99_ms <= P99_LIMIT_MS
+        return self.complete and self.p99_ms <= P99_LIMIT_MS
 
 
 @dataclass
@@ -92,10 +102,17 @@ class SystemRun:
         held = [step.delivered_per_second for step in [self.base, *self.ramp] if step.held]
         return max(held, default=0.0)
 
+    @property
+    def max_complete_per_second(self) -> float:
+        """The highest rate at which the system kept up, whatever its latency."""
+        kept_up = [step.delivered_per_second for step in [self.base, *self.ramp] if step.complete]
+        return max(kept_up, default=0.0)
+
     def summary(self, cpu_of: Callable[[Step], float]) -> dict[str, float]:
         deliveries = max(self.base.received, 1)
         return {
             "max_delivered_per_second": round(self.max_delivered_per_second),
+            "max_complete_per_second": round(self.max_complete_per_second),
             "p50_ms": round(self.base.p50_ms, 2),
             "p99_ms": round(self.base.p99_ms, 2),
             "server_cpu_us_per_delivery": round(cpu_of(self.base) / deliveries * 1e6, 2),
@@ -143,9 +160,8 @@ class Load:
             sent = sum(item["sent"] for item in counts)
             received = sum(item["received"] for item in counts)
             all_sent = all(item["done"] for item in counts)
-            if all_sent and received >= sent * self.subscribers:
-                break
-            if time.monotonic() > deadline:
+            on_time = all_sent and received >= sent * self.subscribers
+            if on_time or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
 
@@ -179,6 +195,7 @@ class Load:
             redis_cpu_secs=redis_cpu,
             client_cpu_secs=client_cpu,
             closed=closed,
+            on_time=on_time,
         )
 
 
@@ -249,7 +266,10 @@ def run_system(system: str, arguments: argparse.Namespace, log_dir: Path) -> Sys
             step = load.run(rate, arguments.step_seconds)
             run.ramp.append(step)
             print(f"  {system} at {rate:.0f} msg/s: {_describe(step)}", flush=True)
-            if not step.held:
+            # Past the p99 limit, the ramp goes on while every delivery still arrives,
+            # so that the systems' capacities compare on a machine too loaded for the
+            # limit.
+            if not step.complete:
                 break
             rate *= RAMP_FACTOR
         return run
@@ -295,7 +315,7 @@ def plot(runs_by_system: dict[str, list[SystemRun]], path: Path) -> None:
 
     figure, axes = pyplot.subplots(figsize=(8, 5))
     for system, runs in runs_by_system.items():
-        ordered = sorted(runs, key=lambda run: run.max_delivered_per_second)
+        ordered = sorted(runs, key=lambda run: run.max_complete_per_second)
         run = ordered[len(ordered) // 2]
         steps = [step for step in [run.base, *run.ramp] if 0 < step.p99_ms < float("inf")]
         if not steps:

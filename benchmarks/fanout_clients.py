@@ -143,37 +143,41 @@ class WebSocketClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now_ns = time.monotonic_ns()
-        buffer = self.buffer
-        buffer += data
         if not self.handshake_done:
-            end = buffer.find(b"\r\n\r\n")
+            self.buffer += data
+            end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            self._handshake(bytes(buffer[:end]).decode("latin-1"))
-            del buffer[: end + 4]
+            self._handshake(bytes(self.buffer[:end]).decode("latin-1"))
+            data = bytes(self.buffer[end + 4 :])
+            self.buffer.clear()
+        if self.buffer:
+            # The end of a frame that began in an earlier read.
+            self.buffer += data
+            data = bytes(self.buffer)
+            self.buffer.clear()
         offset = 0
-        size = len(buffer)
+        size = len(data)
         while size - offset >= 2:
-            first, second = buffer[offset], buffer[offset + 1]
+            first, second = data[offset], data[offset + 1]
             length = second & 0x7F
             header = 2
             if length == 126:
                 if size - offset < 4:
                     break
-                length = int.from_bytes(buffer[offset + 2 : offset + 4], "big")
+                length = int.from_bytes(data[offset + 2 : offset + 4], "big")
                 header = 4
             elif length == 127:
                 if size - offset < 10:
                     break
-                length = int.from_bytes(buffer[offset + 2 : offset + 10], "big")
+                length = int.from_bytes(data[offset + 2 : offset + 10], "big")
                 header = 10
             if size - offset < header + length:
                 break
-            payload = bytes(buffer[offset + header : offset + header + length])
+            self._frame(first, data[offset + header : offset + header + length], now_ns)
             offset += header + length
-            self._frame(first, payload, now_ns)
-        if offset:
-            del buffer[:offset]
+        if offset < size:
+            self.buffer += data[offset:]
 
     def _handshake(self, head: str) -> None:
         status = head.split("\r\n", 1)[0]

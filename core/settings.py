@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,24 @@ class Settings:
     @property
     def https_only(self) -> bool:
         return bool(self.site_url and self.site_url.startswith("https://"))
+
+
+# Bind addresses that name no machine: a node bound to one is named after its host name.
+UNNAMED_BIND_ADDRESSES = frozenset({"127.0.0.1", "::1", "localhost", "0.0.0.0", "::", ""})  # noqa: S104
+
+
+def default_node_name(host: str, port: int) -> str:
+    """Return `<host>:<port>` for a node bound to a specific address, else
+    `<host name>:<port>`, for example "web-2:8000".
+
+    Each process of a deployment needs its own name, which stays the same when it
+    restarts: other processes reach it by that name, and it finishes the recordings
+    left under that name. A loopback or wildcard address is the same on every machine,
+    so the machine's host name takes its place.
+    """
+    if host in UNNAMED_BIND_ADDRESSES:
+        host = socket.gethostname()
+    return f"{host}:{port}"
 
 
 def load_secret_key(data_dir: Path) -> str:

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import logging
 
-from signaling.media import MediaManager
+from signaling.audience import LocalAudience
 from signaling.protocol import CloseCode
 from signaling.routes import SignalingConnection
 
 logger = logging.getLogger(__name__)
 
 
-def close_person(media: MediaManager, user_id: int, live_id: int | None, code: CloseCode) -> int:
+def close_person(
+    audience: LocalAudience, user_id: int, live_id: int | None, code: CloseCode
+) -> int:
     """Close the person's signaling sockets of `live_id` in this process, or of every
     live for None; return how many were open.
 
-    Each socket sends what it has queued and the close frame, then its endpoint
-    unregisters it, which closes its viewer peer or its host peer.
+    Each socket sends what it has queued and the close frame, then its endpoint leaves
+    the live's audience, which closes its viewer peer or host peer, on whichever
+    process is the live's media node.
     """
     closed = 0
-    for socket_live_id, listeners in list(media.listeners.items()):
+    for socket_live_id, listeners in list(audience.listeners.items()):
         if live_id is not None and socket_live_id != live_id:
             continue
         for listener in list(listeners):

@@ -124,6 +124,9 @@ class Stage {
     this.endTitle = root.querySelector("[data-stage-end-title]");
     this.endPoster = root.querySelector("[data-stage-end-poster]");
     this.endReplay = root.querySelector("[data-stage-end-replay]");
+    if (this.replayUrl !== null) {
+      root.querySelector("[data-stage-end-replay-link]").href = this.replayUrl;
+    }
     this.posterRequested = false;
     // outside the stage, on the rest of the live page
     this.badge = document.querySelector("[data-live-badge] .badge");
@@ -375,7 +378,8 @@ class Stage {
     }
     this.endTitle.textContent = END_CARD_TITLES[state] ?? "";
     this.endCard.hidden = false;
-    const ready = state === LiveState.ENDED && this.recording?.status === "ready";
+    const ready =
+      state === LiveState.ENDED && this.recording?.status === "ready" && this.replayUrl !== null;
     this.endReplay.hidden = !ready;
     if (ready) {
       this.showPoster();
