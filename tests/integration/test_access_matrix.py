@@ -32,6 +32,7 @@ from sqlalchemy import update
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 import server
 from accounts.models import PasswordReset
@@ -565,6 +566,34 @@ def test_signed_link_tampered_rejected(world: World, role: str) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_calendar_unknown_token_not_found(world: World, role: str) -> None:
     assert world.clients[role].get("/calendar/jeton-inconnu.ics").status_code == 404
+
+
+# Every socket, as a member who may open it: a page of another site is refused, a page
+# of this site is welcome.
+SOCKET_MEMBERS = {None: "attendee", "live": "attendee", "conversation": "mentee"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case for case in CASES if case.method == "WS"],
+    ids=[case.label for case in CASES if case.method == "WS"],
+)
+def test_every_socket_checks_origin(world: World, case: Case) -> None:
+    """Guards against a socket that another site's page could open with a teacher's
+    cookie (cross-site WebSocket hijacking)."""
+    client = world.clients[SOCKET_MEMBERS[case.channel]]
+    url = world.server.ws_url + case.url(world)
+    headers = {"Cookie": cookie_header(client)}
+    outcomes = {}
+    for origin in ("https://ailleurs.example", world.server.url):
+        with connect(url, additional_headers=headers, origin=Origin(origin)) as socket:
+            try:
+                frame = json.loads(socket.recv(timeout=SOCKET_TIMEOUT_SECS))
+                outcomes[origin] = frame["type"]
+            except ConnectionClosed as closed:
+                outcomes[origin] = closed.rcvd.code if closed.rcvd else None
+    assert outcomes["https://ailleurs.example"] == 4403
+    assert outcomes[world.server.url] == "welcome"
 
 
 @pytest.fixture(scope="module")

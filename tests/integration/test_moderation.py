@@ -104,7 +104,7 @@ async def test_mute_blocks_send_and_tells_everyone(setting: LiveSetting) -> None
     # the other participants still write
     assert await other.say("o-1", "Moi, oui.") > 0
 
-    # a new connection knows at once
+    # a new connection reads it in its welcome
     again = await chat(setting, setting.viewer_cookie)
     assert again.welcome["muted"] is True
     await again.close()

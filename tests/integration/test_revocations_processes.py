@@ -1,5 +1,5 @@
 """Closing a person's sockets across two server processes that share a data folder and
-a real Redis: the host removes a participant, or the participant logs out, through one
+a real Redis. The host removes a participant, or the participant logs out, through one
 process, and their sockets open on the other process close at once."""
 
 from __future__ import annotations
