@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -129,17 +130,42 @@ def chromium_arguments(media: FakeMedia | None) -> list[str]:
     return arguments
 
 
+# The console errors Chromium logs when the Content Security Policy blocks something.
+# Chromium 156 writes "Executing inline script violates the following Content Security
+# Policy directive ... The action has been blocked."; earlier versions wrote "Refused
+# to execute inline script ...", "Refused to connect to ..." and the like. A blocked
+# script or socket breaks a page silently, so every browser test fails on such a line
+# (see `launch_chromium`).
+CSP_CONSOLE_ERROR_PATTERN = re.compile(
+    r"^Refused to |violates the following Content Security Policy directive"
+)
+
+
+def is_csp_console_error(message: ConsoleMessage) -> bool:
+    return message.type == "error" and CSP_CONSOLE_ERROR_PATTERN.search(message.text) is not None
+
+
 @contextmanager
 def launch_chromium(
-    playwright: Playwright, media: FakeMedia | None = None
+    playwright: Playwright, media: FakeMedia | None = None, *, allow_csp_errors: bool = False
 ) -> Iterator[BrowserContext]:
     """Start Debian's Chromium with a fresh profile folder; yield its browser context.
 
     Each call starts its own Chromium process, so two calls behave as two people on
-    two computers: no shared cookies, cache or storage.
+    two computers: no shared cookies, cache or storage. When the block ends without an
+    exception, the test fails if any page of the context logged a Content Security
+    Policy error, unless `allow_csp_errors` is set by a test that causes one on
+    purpose.
     """
     if not CHROMIUM_PATH.exists():
         pytest.fail(f"{CHROMIUM_PATH} is missing: {INSTALL_HINT}", pytrace=False)
+
+    csp_errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if is_csp_console_error(message):
+            location = message.location
+            csp_errors.append(f"{location.get('url', '?')}: {message.text}")
 
     with tempfile.TemporaryDirectory(prefix="veillee-chromium-") as user_data_dir:
         context = playwright.chromium.launch_persistent_context(
@@ -152,10 +178,17 @@ def launch_chromium(
             timezone_id="Europe/Paris",
             viewport={"width": 1280, "height": 800},
         )
+        context.on("console", on_console)
         try:
             yield context
         finally:
             context.close()
+
+    if csp_errors and not allow_csp_errors:
+        pytest.fail(
+            "the Content Security Policy blocked something:\n" + "\n".join(csp_errors),
+            pytrace=False,
+        )
 
 
 def record_console(page: Page, lines: list[str]) -> None:

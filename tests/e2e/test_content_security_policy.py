@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from tests.e2e.browser import (
+    is_csp_console_error,
     launch_chromium,
     make_fake_media,
     record_console,
@@ -101,15 +102,28 @@ def test_csp_blocks_injected_script(site: Site) -> None:
     """Guards against a policy that the test cannot see violated: an inline script
     must be blocked and reported."""
     violations: list[str] = []
-    with sync_playwright() as playwright, launch_chromium(playwright) as context:
+    csp_errors: list[str] = []
+    with (
+        sync_playwright() as playwright,
+        launch_chromium(playwright, allow_csp_errors=True) as context,
+    ):
         record_csp_violations(context, violations)
         page = open_context(context, site, None)
+        page.on(
+            "console",
+            lambda message: (
+                csp_errors.append(message.text) if is_csp_console_error(message) else None
+            ),
+        )
         visit(page, f"{site.server.url}/login")
         ran = page.evaluate(INJECT_INLINE_SCRIPT_JS)
         page.evaluate(FLUSH_EVENTS_JS)
     assert ran is False
     assert len(violations) == 1
     assert violations[0].startswith("script-src-elem blocked inline")
+    # the console line that launch_chromium fails every other browser test on
+    assert len(csp_errors) == 1
+    assert csp_errors[0].startswith("Executing inline script violates")
 
 
 def test_csp_pages_without_violation(site: Site, tmp_path: Path) -> None:
