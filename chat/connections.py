@@ -1,5 +1,6 @@
 """The chat sockets open in this process, by channel and person: a limit per person,
-and closing a person's sockets at once when they lose access."""
+the write-frame budget of each socket, and closing a person's sockets at once when
+they lose access."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 
 from chat.errors import CloseCode
+from chat.throttle import WRITE_FRAMES_BURST, WRITE_FRAMES_PER_SEC, TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,17 @@ class ConnectionTicket:
 class ConnectionRegistry:
     """Maps each (channel, person) to the tickets of their open chat sockets."""
 
-    def __init__(self, max_per_person: int = CHAT_SOCKETS_PER_PERSON_MAX) -> None:
+    def __init__(
+        self,
+        max_per_person: int = CHAT_SOCKETS_PER_PERSON_MAX,
+        *,
+        write_frames_burst: int = WRITE_FRAMES_BURST,
+        write_frames_per_sec: float = WRITE_FRAMES_PER_SEC,
+    ) -> None:
         self.max_per_person = max_per_person
+        # The token bucket size and refill rate of each new socket's write frames.
+        self.write_frames_burst = write_frames_burst
+        self.write_frames_per_sec = write_frames_per_sec
         self._tickets: dict[tuple[str, int], set[ConnectionTicket]] = {}
 
     def open(self, channel: str, user_id: int) -> ConnectionTicket:
@@ -54,6 +65,10 @@ class ConnectionRegistry:
         ticket = ConnectionTicket(channel, user_id)
         tickets.add(ticket)
         return ticket
+
+    def write_bucket(self) -> TokenBucket:
+        """Return a full token bucket for the write frames of a new socket."""
+        return TokenBucket(self.write_frames_burst, self.write_frames_per_sec)
 
     def release(self, ticket: ConnectionTicket) -> None:
         key = (ticket.channel, ticket.user_id)

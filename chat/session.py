@@ -7,6 +7,7 @@ import asyncio
 import enum
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -28,8 +29,9 @@ from chat.hub import Subscriber
 from chat.log import Person, dump_frame
 from chat.policy import ChannelAccess
 from chat.service import ChatService
-from chat.text import TEXT_MAX_CHARS
+from chat.text import TEXT_MAX_CHARS, InvalidTextError, clean_text
 from core.origins import origin_allowed
+from core.routing import Access
 from core.settings import Settings
 from core.web import current_user
 from core.websocket import FRAME_WRITER_EXTENSION, FrameWriter, encode_text_frame
@@ -49,6 +51,20 @@ PROTOCOL_ERRORS_MAX = 20
 CLOSE_TIMEOUT_SECS = 20.0
 
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Maps each client frame type to the people who may send it on an open socket.
+# Opening the socket already needs CHANNEL_MEMBER; the service checks the channel's
+# policy again for every write. The access matrix test sends each one as each role.
+FRAME_ACCESS: dict[str, Access] = {
+    "resume": Access.CHANNEL_MEMBER,
+    "ping": Access.CHANNEL_MEMBER,
+    "send": Access.CHANNEL_MEMBER,
+    # any message for a moderator, otherwise only the person's own
+    "delete": Access.CHANNEL_MEMBER,
+    "mute": Access.CHANNEL_MODERATOR,
+    "unmute": Access.CHANNEL_MODERATOR,
+    "slow_mode": Access.CHANNEL_MODERATOR,
+}
 
 
 class SessionState(enum.StrEnum):
@@ -114,6 +130,9 @@ class ChatSession:
             channel, service.send_queue_max_events, writer=frame_writer(websocket)
         )
         self.protocol_errors = 0
+        # Checked before any write frame reaches the database (see chat.throttle).
+        self.write_bucket = service.connections.write_bucket()
+        self.frames_throttled = 0
         self.frames_received = 0
         self.frames_sent = 0
         self.client_gone = False
@@ -161,13 +180,15 @@ class ChatSession:
             await self._close(close_code)
 
         logger.info(
-            "chat session closed channel=%s user=%s code=%s duration=%.1f s received=%d sent=%d",
+            "chat session closed channel=%s user=%s code=%s duration=%.1f s received=%d "
+            "sent=%d throttled=%d",
             self.channel,
             self.person.id if self.person else None,
             close_code.value if close_code is not None else "client",
             time.monotonic() - started,
             self.frames_received,
             self.frames_sent + self.subscriber.frames_written,
+            self.frames_throttled,
         )
 
     async def _open(self) -> CloseCode | None:
@@ -327,6 +348,33 @@ class ChatSession:
             return error
         return None
 
+    def _take_write_token(self) -> None:
+        """Take a token for a well-formed write frame (send, delete, mute, unmute,
+        slow_mode) before it reaches the database.
+
+        Raise ChatError(rate_limited) when the connection's bucket is empty.
+        """
+        wait_secs = self.write_bucket.take()
+        if wait_secs <= 0:
+            return
+        self.frames_throttled += 1
+        if self.frames_throttled == 1:
+            logger.warning(
+                "chat session channel=%s user=%s: write frames too fast, rejecting them "
+                "until the bucket refills",
+                self.channel,
+                self.person.id if self.person else None,
+            )
+        retry_after = max(1, math.ceil(wait_secs))
+        raise ChatError(
+            ErrorCode.RATE_LIMITED,
+            message=(
+                "Vous agissez trop vite : patientez une seconde avant d'envoyer ou de "
+                "supprimer un autre message."
+            ),
+            fields={"retry_after_secs": retry_after},
+        )
+
     async def _on_ping(self, frame: dict[str, Any]) -> None:
         await self._send_frame({"type": "pong"})
 
@@ -339,6 +387,13 @@ class ChatSession:
             raise ChatError(ErrorCode.INVALID_FRAME)
         if self.person is None:
             raise RuntimeError(f"send in session state {self.state}, expected a logged-in person")
+        # A text rejected without the database does not use up the bucket.
+        try:
+            clean_text(text)
+        except InvalidTextError as error:
+            code = ErrorCode.TEXT_TOO_LONG if error.too_long else ErrorCode.INVALID_TEXT
+            raise ChatError(code) from error
+        self._take_write_token()
         result = await self.service.send(self.channel, self.person, client_id, text)
         await self._send_frame({"type": "ack", "client_id": client_id, "seq": result.seq})
 
@@ -348,6 +403,7 @@ class ChatSession:
             raise ChatError(ErrorCode.INVALID_FRAME)
         if self.person is None:
             raise RuntimeError(f"delete in session state {self.state}, expected a logged-in person")
+        self._take_write_token()
         # The deletion event reaches this connection like every other event.
         await self.service.delete(self.channel, self.person, seq)
 
@@ -355,6 +411,7 @@ class ChatSession:
         user_id = integer_field(frame, "user_id", minimum=1)
         if user_id is None or self.person is None:
             raise ChatError(ErrorCode.INVALID_FRAME)
+        self._take_write_token()
         # The mute event reaches this connection like every other event.
         await self.service.moderation.mute(self.channel, self.person, user_id)
 
@@ -362,12 +419,14 @@ class ChatSession:
         user_id = integer_field(frame, "user_id", minimum=1)
         if user_id is None or self.person is None:
             raise ChatError(ErrorCode.INVALID_FRAME)
+        self._take_write_token()
         await self.service.moderation.unmute(self.channel, self.person, user_id)
 
     async def _on_slow_mode(self, frame: dict[str, Any]) -> None:
         interval_secs = integer_field(frame, "interval_secs", minimum=0)
         if interval_secs is None or self.person is None:
             raise ChatError(ErrorCode.INVALID_FRAME)
+        self._take_write_token()
         await self.service.moderation.set_slow_mode(self.channel, self.person, interval_secs)
 
     async def _on_resume(self, frame: dict[str, Any]) -> None:
