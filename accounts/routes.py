@@ -40,7 +40,11 @@ def _safe_next(raw: object) -> str:
 
 async def signup(request: Request) -> Response:
     if request.method == "GET":
-        return await render(request, "accounts/signup.html", {"form": {}})
+        return await render(
+            request,
+            "accounts/signup.html",
+            {"form": {}, "display_name_max_chars": service.DISPLAY_NAME_MAX_CHARS},
+        )
 
     form = await request.form()
     values = {key: str(form.get(key, "")) for key in ("email", "display_name", "time_zone")}
@@ -54,9 +58,12 @@ async def signup(request: Request) -> Response:
                 time_zone=values["time_zone"] or "Europe/Paris",
             )
     except AccountError as error:
-        return await render(
-            request, "accounts/signup.html", {"form": values, "error": error.message}, 400
-        )
+        context = {
+            "form": values,
+            "error": error.message,
+            "display_name_max_chars": service.DISPLAY_NAME_MAX_CHARS,
+        }
+        return await render(request, "accounts/signup.html", context, 400)
     log_in(request, user)
     return RedirectResponse("/", status_code=303)
 

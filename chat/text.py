@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import unicodedata
 
+from core.text import strip_white_space
+
 # Counted in code points after NFC, as JavaScript's [...text].length counts them.
 TEXT_MAX_CHARS = 1000
 
 # Control characters a message may contain: line breaks and tabs from pasted text.
 ALLOWED_CONTROLS = frozenset({"\n", "\t"})
-
-# White space as docs/protocol.md defines it: the characters of Unicode's White_Space
-# property, and U+FEFF (zero-width no-break space, left by copying from some
-# editors). Python's str.strip() also removes U+001C to U+001F and keeps U+FEFF, and
-# JavaScript's trim() keeps U+0085; web/static/chat.js trims this same set.
-WHITE_SPACE = (
-    "\t\n\v\f\r \u0085\u00a0\u1680"
-    + "".join(chr(code_point) for code_point in range(0x2000, 0x200B))
-    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
 
 
 class InvalidTextError(ValueError):
@@ -49,7 +41,7 @@ def clean_text(raw: str) -> str:
         raise InvalidTextError("unpaired surrogate")
 
     text = unicodedata.normalize("NFC", raw)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip(WHITE_SPACE)
+    text = strip_white_space(text.replace("\r\n", "\n").replace("\r", "\n"))
     if not text:
         raise InvalidTextError("empty")
 

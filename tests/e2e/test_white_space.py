@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import sync_playwright
 
-from chat.text import WHITE_SPACE, InvalidTextError, clean_text
+from chat.text import InvalidTextError, clean_text
+from core.text import WHITE_SPACE
 from tests.e2e.browser import launch_chromium
 from tests.support.processes import ServerProcess
 

@@ -18,14 +18,14 @@ import { ReconnectingSocket, backoffDelayMs } from "./socket.js";
 
 export const DEFAULT_TEXT_MAX_CHARS = 1000;
 
-// White space as docs/protocol.md defines it, the same set as chat/text.py: Unicode's
+// White space as docs/protocol.md defines it, the same set as core/text.py: Unicode's
 // White_Space property and U+FEFF. Neither String.prototype.trim() nor Python's
 // str.strip() has exactly this set.
 const WHITE_SPACE =
   "\\t\\n\\v\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000\\uFEFF";
 const SURROUNDING_WHITE_SPACE = new RegExp(`^[${WHITE_SPACE}]+|[${WHITE_SPACE}]+$`, "g");
 
-/** Returns `text` without white space at either end, as the server trims a message. */
+/** Returns `text` without white space at either end, as the server trims every text. */
 export function trimWhiteSpace(text) {
   return text.replace(SURROUNDING_WHITE_SPACE, "");
 }
