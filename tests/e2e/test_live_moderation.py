@@ -93,6 +93,10 @@ def test_host_moderates_colleague(server: ServerProcess, tmp_path: Path) -> None
         expect(log.locator("li").first).to_contain_text(
             "Claire Dubois a retiré la parole à Karim Benali."
         )
+        # each name in its own bidirectional run
+        expect(log.locator("li").first.locator("bdi")).to_have_text(
+            ["Claire Dubois", "Karim Benali"]
+        )
         message.get_by_role("button", name="Rendre la parole à Karim Benali").click()
         expect(viewer_input).to_be_enabled()
         expect(log.locator("li").first).to_contain_text("a rendu la parole à Karim Benali.")

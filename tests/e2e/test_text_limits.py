@@ -38,6 +38,8 @@ DECOMPOSED_E = "e\N{COMBINING ACUTE ACCENT}"
 # White space that JavaScript's trim() and Python's str.strip() disagree on.
 NEXT_LINE = "\u0085"
 BYTE_ORDER_MARK = "\N{ZERO WIDTH NO-BREAK SPACE}"
+# Reverses what follows it up to the end of its paragraph, unless isolated.
+RIGHT_TO_LEFT_OVERRIDE = "\N{RIGHT-TO-LEFT OVERRIDE}"
 
 # Counts each text as the pages do before they let it be sent.
 BROWSER_COUNT_JS = """
@@ -168,9 +170,10 @@ def test_browser_and_server_count_alike(server: ServerProcess) -> None:
         assert field.validate(text) == expected_verdict(field, count), f"{name}: {label}"
 
 
-def test_chat_emoji_at_limit_sent(server: ServerProcess) -> None:
+def test_chat_limit_and_bidi_in_page(server: ServerProcess) -> None:
     """A message of exactly TEXT_MAX_CHARS emoji, padded with white space that only
-    one of trim() and strip() removes, is let through by the page and stored."""
+    one of trim() and strip() removes, is let through by the page and stored. A
+    message with a right-to-left override is shown isolated."""
     host = sign_up(server.url, HOST)
     viewer = sign_up(server.url, VIEWER)
     live_id = schedule_live(host, "Les cartes mentales en classe de seconde")
@@ -203,8 +206,22 @@ def test_chat_emoji_at_limit_sent(server: ServerProcess) -> None:
         page.locator("[data-chat-submit]").click()
         expect(page.locator("[data-chat-messages] li .text")).to_have_text(EMOJI * TEXT_MAX_CHARS)
 
+        # a right-to-left override stays inside its own message
+        chat_input.fill(RIGHT_TO_LEFT_OVERRIDE + "texte inversé")
+        page.locator("[data-chat-submit]").click()
+        overridden = page.locator("[data-chat-messages] li").nth(1)
+        expect(overridden.locator(".text")).to_have_text(RIGHT_TO_LEFT_OVERRIDE + "texte inversé")
+        assert overridden.locator(".author").evaluate("(element) => element.tagName") == "BDI"
+        isolation = overridden.locator(".text").evaluate(
+            "(element) => getComputedStyle(element).unicodeBidi"
+        )
+        assert isolation == "isolate"
+
     events = viewer.get(f"/api/chat/live:{live_id}/events").json()["events"]
-    assert [event["text"] for event in events] == [EMOJI * TEXT_MAX_CHARS]
+    assert [event["text"] for event in events] == [
+        EMOJI * TEXT_MAX_CHARS,
+        RIGHT_TO_LEFT_OVERRIDE + "texte inversé",
+    ]
     host.close()
     viewer.close()
 

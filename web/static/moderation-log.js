@@ -4,25 +4,35 @@
 
 import { formatInterval, formatLocalTime } from "./chat-view.js";
 
-/** Returns the French sentence of one log entry, without its time. */
+/** Returns a <bdi> of `name`, so that a name written right to left keeps its place. */
+function isolatedName(name) {
+  const element = document.createElement("bdi");
+  element.textContent = name ?? "";
+  return element;
+}
+
+/**
+ * Returns the French sentence of one log entry, without its time, as strings and
+ * <bdi> elements for the names.
+ */
 export function describeAction(entry) {
-  const by = entry.by?.name ?? "";
-  const user = entry.user?.name ?? "";
+  const by = isolatedName(entry.by?.name);
+  const user = isolatedName(entry.user?.name);
   switch (entry.action) {
     case "delete":
-      return `${by} a supprimé un message de ${user}.`;
+      return [by, " a supprimé un message de ", user, "."];
     case "mute":
-      return `${by} a retiré la parole à ${user}.`;
+      return [by, " a retiré la parole à ", user, "."];
     case "unmute":
-      return `${by} a rendu la parole à ${user}.`;
+      return [by, " a rendu la parole à ", user, "."];
     case "slow_mode":
       return entry.interval_secs > 0
-        ? `${by} a activé le mode lent : ${formatInterval(entry.interval_secs)} entre deux messages.`
-        : `${by} a désactivé le mode lent.`;
+        ? [by, ` a activé le mode lent : ${formatInterval(entry.interval_secs)} entre deux messages.`]
+        : [by, " a désactivé le mode lent."];
     case "remove":
-      return `${by} a retiré ${user} du live.`;
+      return [by, " a retiré ", user, " du live."];
     default:
-      return `${by} : ${entry.action}`;
+      return [by, ` : ${entry.action}`];
   }
 }
 
@@ -76,7 +86,7 @@ export class ModerationLog {
       time.dateTime = entry.at;
       time.textContent = formatLocalTime(entry.at, this.timeZone);
       const text = document.createElement("span");
-      text.textContent = describeAction(entry);
+      text.append(...describeAction(entry));
       item.dataset.action = entry.action;
       item.append(time, " ", text);
       return item;
