@@ -19,7 +19,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
@@ -46,6 +45,7 @@ from core.database import Database
 from core.headers import SecurityHeadersMiddleware
 from core.mail import Mailer
 from core.routing import Access, Mount, Route
+from core.sessions import SessionCookieMiddleware
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
@@ -272,12 +272,12 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(SecurityHeadersMiddleware, site_url=settings.site_url),
             Middleware(BodySizeLimitMiddleware),
             Middleware(
-                SessionMiddleware,
+                SessionCookieMiddleware,
                 secret_key=settings.secret_key,
                 session_cookie="veillee_session",
                 max_age=SESSION_MAX_AGE_SECS,
                 same_site="lax",
-                https_only=settings.https_only,
+                always_secure=settings.https_only,
             ),
         ],
         exception_handlers={HTTPException: handle_http_error, Exception: handle_server_error},
@@ -360,6 +360,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="public origin such as https://veillee.example.org (default: the request's host)",
     )
     parser.add_argument(
+        "--https",
+        action="store_true",
+        default=os.environ.get("HTTPS", "") == "1",
+        help="the site is served over HTTPS by a proxy in front of this process: mark the "
+        "session cookie Secure on every response; HTTPS=1 sets it too (default: Secure only "
+        "on requests that arrive over HTTPS, or when --site-url starts with https://)",
+    )
+    parser.add_argument(
         "--host-reconnect-grace",
         type=positive_seconds,
         # a string default goes through `type` too, so a bad environment value is
@@ -411,6 +419,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         secret_key=load_secret_key(data_dir),
         ice_servers=parse_ice_servers(arguments.ice_servers),
         site_url=arguments.site_url,
+        https=arguments.https,
         host_reconnect_grace_secs=arguments.host_reconnect_grace,
         demo=arguments.demo,
         smtp=mentoring.mail.smtp_settings_from(arguments),
