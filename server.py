@@ -19,7 +19,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
@@ -35,16 +34,19 @@ import mentoring.mail
 import mentoring.routes
 import recordings.routes
 import recordings.service
+import signaling.revocations
 import signaling.router
 import signaling.routes
 from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
+from chat.revocations import Revocation, RevocationBus, RevocationReason, chat_listener
 from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
 from core.database import UNAVAILABLE_ERROR_TYPES, Database, is_unavailable
 from core.headers import SecurityHeadersMiddleware
 from core.mail import Mailer
 from core.routing import Access, Mount, Route
+from core.sessions import SessionCookieMiddleware
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
@@ -66,12 +68,13 @@ from core.web import (
     templates_of,
 )
 from core.websocket import FrameWebSocketProtocol
-from live.channel_policy import LiveChannelPolicy
+from live.channel_policy import LiveChannelPolicy, live_id_of_channel
 from mentoring.channel_policy import ConversationChannelPolicy
 from mentoring.mail import EmailOutbox
 from mentoring.service import MentoringService
 from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
+from signaling.protocol import CloseCode as SignalingCloseCode
 
 logger = logging.getLogger("veillee.server")
 
@@ -79,6 +82,12 @@ logger = logging.getLogger("veillee.server")
 # reached. The 503 response asks clients to retry after UNAVAILABLE_RETRY_AFTER_SECS.
 UNAVAILABLE_MESSAGE = "Le service est momentanément indisponible. Réessayez dans quelques instants."
 UNAVAILABLE_RETRY_AFTER_SECS = 5
+
+# Maps each reason to the close code of the signaling sockets it closes.
+SIGNALING_CLOSE_CODES = {
+    RevocationReason.LOGGED_OUT: SignalingCloseCode.NOT_LOGGED_IN,
+    RevocationReason.REMOVED: SignalingCloseCode.REMOVED,
+}
 
 # A session cookie lasts two weeks: long enough not to log a teacher out between
 # two evening lives, short enough to expire on a forgotten shared computer.
@@ -192,6 +201,35 @@ async def handle_server_error(request: Request, error: Exception) -> Response:
     return _error_response(request, "http_500", message, 500)
 
 
+async def start_revocations(
+    app: Starlette, settings: Settings, chat_service: ChatService
+) -> RevocationBus:
+    """Start the bus that closes a person's sockets in every process, with its
+    listeners: the chat sockets, and the signaling sockets of a live."""
+    revocations = RevocationBus(create_broker(settings.redis_url))
+    revocations.add_listener(chat_listener(chat_service.connections))
+
+    def close_signaling_sockets(revocation: Revocation) -> None:
+        live_id = None
+        if revocation.channel is not None:
+            live_id = live_id_of_channel(revocation.channel)
+            if live_id is None:
+                return
+        code = SIGNALING_CLOSE_CODES[revocation.reason]
+        signaling.revocations.close_person(
+            app.state.signaling.audience, revocation.user_id, live_id, code
+        )
+
+    revocations.add_listener(close_signaling_sockets)
+    await revocations.start()
+
+    async def end_sockets(user_id: int) -> None:
+        await revocations.revoke(Revocation(user_id, RevocationReason.LOGGED_OUT))
+
+    app.state.on_sessions_ended = end_sockets
+    return revocations
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the application for `settings`; nothing starts until the ASGI lifespan."""
     database = Database(settings.resolved_database_url)
@@ -212,6 +250,7 @@ def create_app(settings: Settings) -> Starlette:
         chat_service.policies.register("conversation", ConversationChannelPolicy())
         await chat_service.start()
         app.state.chat = chat_service
+        app.state.revocations = await start_revocations(app, settings, chat_service)
         outbox = EmailOutbox(database, Mailer(settings.smtp))
         app.state.reset_links = ResetLinkSender(database, Mailer(settings.smtp))
         app.state.mentoring = MentoringService(
@@ -248,6 +287,7 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.reset_links.wait_for_deliveries()
             await app.state.media.close()
             await app.state.signaling.close()
+            await app.state.revocations.stop()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
             await database.dispose()
@@ -273,15 +313,15 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, site_url=settings.site_url),
             Middleware(BodySizeLimitMiddleware),
             Middleware(
-                SessionMiddleware,
+                SessionCookieMiddleware,
                 secret_key=settings.secret_key,
                 session_cookie="veillee_session",
                 max_age=SESSION_MAX_AGE_SECS,
                 same_site="lax",
-                https_only=settings.https_only,
+                always_secure=settings.https_only,
             ),
         ],
         exception_handlers={
@@ -370,6 +410,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="public origin such as https://veillee.example.org (default: the request's host)",
     )
     parser.add_argument(
+        "--https",
+        action="store_true",
+        default=os.environ.get("HTTPS", "") == "1",
+        help="the site is served over HTTPS by a proxy in front of this process: mark the "
+        "session cookie Secure on every response; HTTPS=1 sets it too (default: Secure only "
+        "on requests that arrive over HTTPS, or when --site-url starts with https://)",
+    )
+    parser.add_argument(
         "--host-reconnect-grace",
         type=positive_seconds,
         # a string default goes through `type` too, so a bad environment value is
@@ -421,6 +469,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         secret_key=load_secret_key(data_dir),
         ice_servers=parse_ice_servers(arguments.ice_servers),
         site_url=arguments.site_url,
+        https=arguments.https,
         host_reconnect_grace_secs=arguments.host_reconnect_grace,
         demo=arguments.demo,
         smtp=mentoring.mail.smtp_settings_from(arguments),

@@ -29,6 +29,7 @@ from core.database import utc_now
 from core.routing import Access, Route
 from core.web import (
     client_address,
+    close_sockets_of,
     database_of,
     log_in,
     render,
@@ -116,11 +117,12 @@ async def reset_page(request: Request) -> Response:
             request, token, valid=True, error=PASSWORDS_DIFFER, status_code=400
         )
     try:
-        await reset_password(database_of(request), token, password, utc_now())
+        user = await reset_password(database_of(request), token, password, utc_now())
     except AccountError as error:
         if error.code == "reset_link_invalid":
             return await _reset_form(request, token, valid=False, status_code=404)
         return await _reset_form(request, token, valid=True, error=error.message, status_code=400)
+    await close_sockets_of(request, user.id)
     return RedirectResponse("/login?mot-de-passe=change", status_code=303)
 
 
@@ -157,6 +159,7 @@ async def change_password(request: Request) -> Response:
         if error.code == "password_wrong":
             await limiter.record(limits)
         return await _profile_error(request, error.message, 400)
+    await close_sockets_of(request, db_user.id)
     log_in(request, db_user)
     return await render(request, "accounts/profile.html", {"password_changed": True})
 

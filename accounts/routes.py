@@ -15,6 +15,7 @@ from accounts.throttle import LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, RateLimiter,
 from core.routing import Access, Route
 from core.web import (
     client_address,
+    close_sockets_of,
     current_user,
     database_of,
     log_in,
@@ -39,7 +40,11 @@ def _safe_next(raw: object) -> str:
 
 async def signup(request: Request) -> Response:
     if request.method == "GET":
-        return await render(request, "accounts/signup.html", {"form": {}})
+        return await render(
+            request,
+            "accounts/signup.html",
+            {"form": {}, "display_name_max_chars": service.DISPLAY_NAME_MAX_CHARS},
+        )
 
     form = await request.form()
     values = {key: str(form.get(key, "")) for key in ("email", "display_name", "time_zone")}
@@ -53,9 +58,12 @@ async def signup(request: Request) -> Response:
                 time_zone=values["time_zone"] or "Europe/Paris",
             )
     except AccountError as error:
-        return await render(
-            request, "accounts/signup.html", {"form": values, "error": error.message}, 400
-        )
+        context = {
+            "form": values,
+            "error": error.message,
+            "display_name_max_chars": service.DISPLAY_NAME_MAX_CHARS,
+        }
+        return await render(request, "accounts/signup.html", context, 400)
     log_in(request, user)
     return RedirectResponse("/", status_code=303)
 
@@ -146,6 +154,7 @@ async def logout(request: Request) -> Response:
     if user is not None:
         async with database_of(request).session() as session:
             await service.end_sessions(session, user.id)
+        await close_sockets_of(request, user.id)
         logger.info("log-out user=%s", user.id)
     log_out(request)
     return RedirectResponse("/", status_code=303)

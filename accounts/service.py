@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import Role, User
+from core.text import strip_white_space
 from core.timezones import TIME_ZONES
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def normalize_email(raw: str) -> str:
 
 def clean_display_name(raw: str) -> str:
     """Normalize a display name; raise AccountError if empty, too long or with control chars."""
-    name = unicodedata.normalize("NFC", raw).strip()
+    name = strip_white_space(unicodedata.normalize("NFC", raw))
     if not name:
         raise AccountError("display_name_missing", "Indiquez le nom affiché aux collègues.")
     if len(name) > DISPLAY_NAME_MAX_CHARS:

@@ -22,6 +22,9 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     READ_ONLY = "read_only"
     TRY_AGAIN = "try_again"
+    MUTED = "muted"
+    SLOW_MODE = "slow_mode"
+    NOT_PARTICIPANT = "not_participant"
 
 
 # Maps each error code to the sentence the person reads.
@@ -39,6 +42,10 @@ FRENCH_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.TRY_AGAIN: (
         "Un problème passager a empêché l'envoi. Rien n'a été enregistré : réessayez."
     ),
+    ErrorCode.MUTED: "La modération vous a retiré la parole dans cette discussion.",
+    # The service replaces it with a message that gives the interval and the wait.
+    ErrorCode.SLOW_MODE: "Le mode lent est activé : patientez avant d'envoyer un autre message.",
+    ErrorCode.NOT_PARTICIPANT: "Cette personne ne participe pas à cette discussion.",
 }
 
 # Errors that count towards the per-connection limit: they come from a broken or
@@ -57,25 +64,43 @@ class CloseCode(enum.IntEnum):
     FORBIDDEN = 4403
     NOT_FOUND = 4404
     TOO_SLOW = 4408
+    # The channel's owner removed the person, such as the host from a live.
+    REMOVED = 4410
+    # The person has CHAT_SOCKETS_PER_PERSON_MAX sockets open on the channel already.
+    TOO_MANY_SOCKETS = 4429
 
 
 class ChatError(Exception):
-    """A rejected chat action, sent to the client as an `error` frame."""
+    """A rejected chat action, sent to the client as an `error` frame.
 
-    def __init__(self, code: ErrorCode, ref: str | None = None) -> None:
+    `message` replaces the code's usual French sentence, and `fields` go into the frame
+    beside it, such as the seconds to wait of `slow_mode`.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        ref: str | None = None,
+        *,
+        message: str | None = None,
+        fields: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(code.value)
         self.code = code
         self.ref = ref
+        self._message = message
+        self.fields = fields or {}
 
     @property
     def message(self) -> str:
-        return FRENCH_MESSAGES[self.code]
+        return self._message or FRENCH_MESSAGES[self.code]
 
     def to_frame(self) -> dict[str, object]:
         frame: dict[str, object] = {
             "type": "error",
             "code": self.code.value,
             "message": self.message,
+            **self.fields,
         }
         if self.ref is not None:
             frame["ref"] = self.ref

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from accounts.models import User
 from chat.models import ChannelCounter, ChannelEvent, EventKind
@@ -38,6 +39,10 @@ class StoredEvent:
     text: str = ""
     deleted: bool = False
     deleted_seq: int | None = None
+    # For a mute or an unmute: the person it applies to (`person` is the moderator).
+    subject: Person | None = None
+    # For a slow mode change: the new interval in seconds, 0 for off.
+    interval_secs: int | None = None
 
     def to_frame(self) -> dict[str, object]:
         """Return the protocol's `event` frame; a deleted message has an empty text."""
@@ -53,10 +58,16 @@ class StoredEvent:
             frame["text"] = "" if self.deleted else self.text
             frame["sent_at"] = format_timestamp(self.created_at)
             frame["deleted"] = self.deleted
-        else:
+            return frame
+
+        if self.kind is EventKind.DELETION:
             frame["deleted_seq"] = self.deleted_seq
-            frame["by"] = self.person.to_frame()
-            frame["sent_at"] = format_timestamp(self.created_at)
+        elif self.kind in (EventKind.MUTE, EventKind.UNMUTE):
+            frame["user"] = self.subject.to_frame() if self.subject else None
+        elif self.kind is EventKind.SLOW_MODE:
+            frame["interval_secs"] = self.interval_secs
+        frame["by"] = self.person.to_frame()
+        frame["sent_at"] = format_timestamp(self.created_at)
         return frame
 
     def to_json(self) -> str:
@@ -116,7 +127,10 @@ async def last_seq(session: AsyncSession, channel: str) -> int:
     return value or 0
 
 
-def _stored(row: ChannelEvent, name: str) -> StoredEvent:
+def _stored(row: ChannelEvent, name: str, subject_name: str | None) -> StoredEvent:
+    subject = None
+    if row.subject_id is not None:
+        subject = Person(row.subject_id, subject_name or "")
     return StoredEvent(
         channel=row.channel,
         seq=row.seq,
@@ -127,6 +141,8 @@ def _stored(row: ChannelEvent, name: str) -> StoredEvent:
         text=row.text,
         deleted=row.deleted,
         deleted_seq=row.deleted_seq,
+        subject=subject,
+        interval_secs=row.interval_secs,
     )
 
 
@@ -134,9 +150,11 @@ async def events_between(
     session: AsyncSession, channel: str, after: int, up_to: int | None = None, limit: int = 500
 ) -> list[StoredEvent]:
     """Return at most `limit` events with `after < seq <= up_to`, in increasing seq."""
+    subject = aliased(User)
     query = (
-        select(ChannelEvent, User.display_name)
+        select(ChannelEvent, User.display_name, subject.display_name)
         .join(User, User.id == ChannelEvent.author_id)
+        .outerjoin(subject, subject.id == ChannelEvent.subject_id)
         .where(ChannelEvent.channel == channel, ChannelEvent.seq > after)
         .order_by(ChannelEvent.seq)
         .limit(limit)
@@ -144,7 +162,7 @@ async def events_between(
     if up_to is not None:
         query = query.where(ChannelEvent.seq <= up_to)
     rows = await session.execute(query)
-    return [_stored(event, name) for event, name in rows]
+    return [_stored(event, name, subject_name) for event, name, subject_name in rows]
 
 
 async def find_message(session: AsyncSession, channel: str, seq: int) -> ChannelEvent | None:

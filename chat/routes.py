@@ -1,4 +1,5 @@
-"""Chat endpoints: the WebSocket `/ws/chat/{channel}` and the JSON history of a channel."""
+"""Chat endpoints: the WebSocket `/ws/chat/{channel}`, and the JSON history and
+moderation log of a channel."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket
 
+from chat import moderation
 from chat.errors import AccessDeniedError, CloseCode
 from chat.models import SEQ_MAX
 from chat.service import ChatService
@@ -87,6 +89,27 @@ async def channel_events(request: Request) -> Response:
     )
 
 
+async def moderation_log(request: Request) -> Response:
+    """Return the channel's moderation log, newest first, to its moderators."""
+    user = await require_user(request)
+    channel: str = request.path_params["channel"]
+    service = chat_of(request)
+    try:
+        access, _ = await service.open(channel, user.id)
+    except AccessDeniedError as denied:
+        if denied.close_code is CloseCode.NOT_FOUND:
+            raise HTTPException(404, "Cette discussion n'existe pas.") from denied
+        raise HTTPException(403, "Vous ne participez pas à cette discussion.") from denied
+    if not access.moderate:
+        raise HTTPException(
+            403, "Seules les personnes qui modèrent cette discussion voient son journal."
+        )
+
+    async with service.database.session() as session:
+        entries = await moderation.moderation_log(session, channel)
+    return JSONResponse({"channel": channel, "actions": [entry.to_json() for entry in entries]})
+
+
 routes: list[BaseRoute] = [
     WebSocketRoute(
         "/ws/chat/{channel}", chat_socket, access=Access.CHANNEL_MEMBER, name="chat_socket"
@@ -97,5 +120,12 @@ routes: list[BaseRoute] = [
         access=Access.CHANNEL_MEMBER,
         methods=["GET"],
         name="chat_events",
+    ),
+    Route(
+        "/api/chat/{channel}/moderation",
+        moderation_log,
+        access=Access.CHANNEL_MODERATOR,
+        methods=["GET"],
+        name="chat_moderation_log",
     ),
 ]

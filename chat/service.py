@@ -20,12 +20,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import User
-from chat import log
+from chat import log, moderation
 from chat.broker import Broker, BrokerError
+from chat.connections import ConnectionRegistry
 from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
 from chat.hub import SEND_QUEUE_MAX_EVENTS, Hub
 from chat.log import Person, StoredEvent
-from chat.models import SEQ_MAX, ChannelEvent, EventKind
+from chat.models import SEQ_MAX, ChannelEvent, EventKind, ModerationAction
 from chat.policy import ChannelAccess, PolicyRegistry
 from chat.text import InvalidTextError, clean_text
 from core.database import Database, utc_now
@@ -95,6 +96,8 @@ class ChatService:
         self.rate_limit_window = timedelta(seconds=rate_limit_window_secs)
         # The bound of each connection's send queue (see chat.hub.Subscriber).
         self.send_queue_max_events = send_queue_max_events
+        self.moderation = moderation.ChannelModeration(self)
+        self.connections = ConnectionRegistry()
         # Maps a channel to the lock its writers in this process take in turn, for as
         # long as one of them holds a reference to it.
         self._write_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
@@ -196,7 +199,7 @@ class ChatService:
                 existing = await log.find_seq_by_client_id(session, channel, author.id, client_id)
                 if existing is not None:
                     raise _AlreadyStoredError(existing)
-                await self._authorize_send(session, channel, author.id)
+                access = await self._authorize_send(session, channel, author.id)
 
                 # The counter update takes the write lock: from here on, the channel's
                 # writers wait for each other, which also makes the rate count exact.
@@ -213,6 +216,8 @@ class ChatService:
                             "chat send channel=%s user=%s: rate limited", channel, author.id
                         )
                         raise ChatError(ErrorCode.RATE_LIMITED)
+                    if not access.moderate:
+                        await moderation.check_slow_mode(session, channel, author.id, now)
 
                     event = StoredEvent(
                         channel=channel,
@@ -248,12 +253,17 @@ class ChatService:
             raise ChatError(ErrorCode.TRY_AGAIN) from error
         return event
 
-    async def _authorize_send(self, session: AsyncSession, channel: str, user_id: int) -> None:
+    async def _authorize_send(
+        self, session: AsyncSession, channel: str, user_id: int
+    ) -> ChannelAccess:
         access = await self.policies.access(session, channel, user_id)
         if access is None or not access.read or not access.write:
             raise ChatError(ErrorCode.FORBIDDEN)
         if access.closed:
             raise ChatError(ErrorCode.READ_ONLY)
+        if not access.moderate and await moderation.is_muted(session, channel, user_id):
+            raise ChatError(ErrorCode.MUTED)
+        return access
 
     async def _find_client_id(self, channel: str, author_id: int, client_id: str) -> int | None:
         try:
@@ -305,6 +315,16 @@ class ChatService:
                         created_at=now,
                     )
                 )
+                if target.author_id != person.id:
+                    moderation.record_action(
+                        session,
+                        channel,
+                        ModerationAction.DELETE,
+                        person.id,
+                        now,
+                        target_id=target.author_id,
+                        target_seq=seq,
+                    )
         except _AlreadyStoredError as duplicate:
             return DeleteResult(duplicate.seq, stored=False)
         except _DATABASE_ERRORS as error:
@@ -336,6 +356,18 @@ class ChatService:
             )
         )
         return DeleteResult(deletion_seq, stored=True)
+
+    def write_lock(self, channel: str) -> asyncio.Lock:
+        """Return the lock of the channel's writers in this process (`_write_lock`), for
+        the other chat modules that store events."""
+        return self._write_lock(channel)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def publish(self, event: StoredEvent) -> None:
+        """Publish a stored event to every process, as `send` and `delete` do."""
+        await self._publish(event)
 
     async def _publish(self, event: StoredEvent) -> None:
         payload = event.to_json()

@@ -7,15 +7,16 @@ import asyncio
 import enum
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chat.connections import ConnectionTicket, TooManySocketsError
 from chat.errors import (
     FRAME_MAX_BYTES,
     PROTOCOL_ERRORS,
@@ -28,7 +29,9 @@ from chat.hub import Subscriber
 from chat.log import Person, dump_frame
 from chat.policy import ChannelAccess
 from chat.service import ChatService
-from chat.text import TEXT_MAX_CHARS
+from chat.text import TEXT_MAX_CHARS, InvalidTextError, clean_text
+from core.origins import origin_allowed
+from core.routing import Access
 from core.settings import Settings
 from core.web import current_user
 from core.websocket import FRAME_WRITER_EXTENSION, FrameWriter, encode_text_frame
@@ -48,6 +51,20 @@ PROTOCOL_ERRORS_MAX = 20
 CLOSE_TIMEOUT_SECS = 20.0
 
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Maps each client frame type to the people who may send it on an open socket.
+# Opening the socket already needs CHANNEL_MEMBER; the service checks the channel's
+# policy again for every write. The access matrix test sends each one as each role.
+FRAME_ACCESS: dict[str, Access] = {
+    "resume": Access.CHANNEL_MEMBER,
+    "ping": Access.CHANNEL_MEMBER,
+    "send": Access.CHANNEL_MEMBER,
+    # any message for a moderator, otherwise only the person's own
+    "delete": Access.CHANNEL_MEMBER,
+    "mute": Access.CHANNEL_MODERATOR,
+    "unmute": Access.CHANNEL_MODERATOR,
+    "slow_mode": Access.CHANNEL_MODERATOR,
+}
 
 
 class SessionState(enum.StrEnum):
@@ -113,6 +130,9 @@ class ChatSession:
             channel, service.send_queue_max_events, writer=frame_writer(websocket)
         )
         self.protocol_errors = 0
+        # Checked before any write frame reaches the database (see chat.throttle).
+        self.write_bucket = service.connections.write_bucket()
+        self.frames_throttled = 0
         self.frames_received = 0
         self.frames_sent = 0
         self.client_gone = False
@@ -123,9 +143,21 @@ class ChatSession:
             "send": self._on_send,
             "delete": self._on_delete,
             "ping": self._on_ping,
+            "mute": self._on_mute,
+            "unmute": self._on_unmute,
+            "slow_mode": self._on_slow_mode,
         }
+        # This socket in the service's registry, once access is granted.
+        self.ticket: ConnectionTicket | None = None
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self.ticket is not None:
+                self.service.connections.release(self.ticket)
+
+    async def _run(self) -> None:
         # The handshake is always accepted, so that a browser can read the close code.
         await self.websocket.accept()
         started = time.monotonic()
@@ -148,20 +180,22 @@ class ChatSession:
             await self._close(close_code)
 
         logger.info(
-            "chat session closed channel=%s user=%s code=%s duration=%.1f s received=%d sent=%d",
+            "chat session closed channel=%s user=%s code=%s duration=%.1f s received=%d "
+            "sent=%d throttled=%d",
             self.channel,
             self.person.id if self.person else None,
             close_code.value if close_code is not None else "client",
             time.monotonic() - started,
             self.frames_received,
             self.frames_sent + self.subscriber.frames_written,
+            self.frames_throttled,
         )
 
     async def _open(self) -> CloseCode | None:
         """Check the origin, the log-in and the channel's policy, then send `welcome`."""
         # Until the policy accepts it, the channel name is any text from the URL, line
         # breaks included, so it is logged with repr() to keep one event per log line.
-        if not self._origin_allowed():
+        if not origin_allowed(self.websocket, self.settings):
             logger.warning(
                 "chat session channel=%r: rejected origin %r",
                 self.channel,
@@ -175,7 +209,18 @@ class ChatSession:
                 logger.warning("chat session channel=%r: not logged in", self.channel)
                 return CloseCode.NOT_LOGGED_IN
             self.person = Person(user.id, user.display_name)
+            # Registered before the access check, so that a removal committed after
+            # the check still finds this socket to close.
+            self.ticket = self.service.connections.open(self.channel, user.id)
             self.access, last_seq = await self.service.open(self.channel, user.id)
+            moderation = await self.service.moderation.state_of(self.channel, user.id)
+        except TooManySocketsError:
+            logger.warning(
+                "chat session channel=%s user=%s: too many sockets open",
+                self.channel,
+                self.person.id if self.person else None,
+            )
+            return CloseCode.TOO_MANY_SOCKETS
         except AccessDeniedError as denied:
             logger.warning(
                 "chat session channel=%r user=%s: access denied, close %d",
@@ -195,6 +240,8 @@ class ChatSession:
                 "user": self.person.to_frame(),
                 "role": self.access.role.value,
                 "can_write": self.access.can_send,
+                "muted": moderation.muted,
+                "slow_mode_secs": moderation.slow_mode_secs,
                 "last_seq": last_seq,
                 "limits": {"text_max_chars": TEXT_MAX_CHARS, "frame_max_bytes": FRAME_MAX_BYTES},
             }
@@ -209,33 +256,26 @@ class ChatSession:
         )
         return None
 
-    def _origin_allowed(self) -> bool:
-        # Browsers always send Origin on a WebSocket handshake; other clients may
-        # not, and cannot carry a visitor's cookie anyway.
-        origin = self.websocket.headers.get("origin")
-        if origin is None:
-            return True
-        if self.settings.site_url:
-            site = urlsplit(self.settings.site_url)
-            expected = f"{site.scheme}://{site.netloc}"
-        else:
-            scheme = "https" if self.websocket.url.scheme == "wss" else "http"
-            expected = f"{scheme}://{self.websocket.headers.get('host', '')}"
-        return origin.rstrip("/").lower() == expected.lower()
-
     async def _serve(self) -> CloseCode | None:
         """Run the reader and the writer until one ends; return the close code to send,
         or None when the client went away."""
         reader = asyncio.create_task(self._read_frames(), name=f"chat-read-{self.channel}")
         writer = asyncio.create_task(self._write_events(), name=f"chat-write-{self.channel}")
         dropped = asyncio.create_task(self.subscriber.dropped.wait())
-        tasks = (reader, writer, dropped)
+        if self.ticket is None:
+            raise RuntimeError(f"serving in session state {self.state}, expected a ticket")
+        revoked = asyncio.create_task(self.ticket.closed.wait())
+        tasks = (reader, writer, dropped, revoked)
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+        if revoked in done:
+            # the person lost access: removed, or logged out in another browser
+            return self.ticket.close_code or CloseCode.FORBIDDEN
 
         if dropped in done:
             logger.warning(
@@ -308,6 +348,33 @@ class ChatSession:
             return error
         return None
 
+    def _take_write_token(self) -> None:
+        """Take a token for a well-formed write frame (send, delete, mute, unmute,
+        slow_mode) before it reaches the database.
+
+        Raise ChatError(rate_limited) when the connection's bucket is empty.
+        """
+        wait_secs = self.write_bucket.take()
+        if wait_secs <= 0:
+            return
+        self.frames_throttled += 1
+        if self.frames_throttled == 1:
+            logger.warning(
+                "chat session channel=%s user=%s: write frames too fast, rejecting them "
+                "until the bucket refills",
+                self.channel,
+                self.person.id if self.person else None,
+            )
+        retry_after = max(1, math.ceil(wait_secs))
+        raise ChatError(
+            ErrorCode.RATE_LIMITED,
+            message=(
+                "Vous agissez trop vite : patientez une seconde avant d'envoyer ou de "
+                "supprimer un autre message."
+            ),
+            fields={"retry_after_secs": retry_after},
+        )
+
     async def _on_ping(self, frame: dict[str, Any]) -> None:
         await self._send_frame({"type": "pong"})
 
@@ -320,6 +387,13 @@ class ChatSession:
             raise ChatError(ErrorCode.INVALID_FRAME)
         if self.person is None:
             raise RuntimeError(f"send in session state {self.state}, expected a logged-in person")
+        # A text rejected without the database does not use up the bucket.
+        try:
+            clean_text(text)
+        except InvalidTextError as error:
+            code = ErrorCode.TEXT_TOO_LONG if error.too_long else ErrorCode.INVALID_TEXT
+            raise ChatError(code) from error
+        self._take_write_token()
         result = await self.service.send(self.channel, self.person, client_id, text)
         await self._send_frame({"type": "ack", "client_id": client_id, "seq": result.seq})
 
@@ -329,8 +403,31 @@ class ChatSession:
             raise ChatError(ErrorCode.INVALID_FRAME)
         if self.person is None:
             raise RuntimeError(f"delete in session state {self.state}, expected a logged-in person")
+        self._take_write_token()
         # The deletion event reaches this connection like every other event.
         await self.service.delete(self.channel, self.person, seq)
+
+    async def _on_mute(self, frame: dict[str, Any]) -> None:
+        user_id = integer_field(frame, "user_id", minimum=1)
+        if user_id is None or self.person is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        self._take_write_token()
+        # The mute event reaches this connection like every other event.
+        await self.service.moderation.mute(self.channel, self.person, user_id)
+
+    async def _on_unmute(self, frame: dict[str, Any]) -> None:
+        user_id = integer_field(frame, "user_id", minimum=1)
+        if user_id is None or self.person is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        self._take_write_token()
+        await self.service.moderation.unmute(self.channel, self.person, user_id)
+
+    async def _on_slow_mode(self, frame: dict[str, Any]) -> None:
+        interval_secs = integer_field(frame, "interval_secs", minimum=0)
+        if interval_secs is None or self.person is None:
+            raise ChatError(ErrorCode.INVALID_FRAME)
+        self._take_write_token()
+        await self.service.moderation.set_slow_mode(self.channel, self.person, interval_secs)
 
     async def _on_resume(self, frame: dict[str, Any]) -> None:
         after = integer_field(frame, "after", minimum=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from core.text import strip_white_space
+
 # Counted in code points after NFC, as JavaScript's [...text].length counts them.
 TEXT_MAX_CHARS = 1000
 
@@ -39,7 +41,7 @@ def clean_text(raw: str) -> str:
         raise InvalidTextError("unpaired surrogate")
 
     text = unicodedata.normalize("NFC", raw)
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = strip_white_space(text.replace("\r\n", "\n").replace("\r", "\n"))
     if not text:
         raise InvalidTextError("empty")
 

@@ -70,6 +70,9 @@ class Settings:
     # Public origin of the site, used to check WebSocket Origin headers and build
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None
+    # The site is served over HTTPS by a proxy in front of this process: the session
+    # cookie is Secure on every response, even to a request that arrived over HTTP.
+    https: bool = False
     demo: bool = False
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     mentoring_answer_timeout_secs: float = DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS
@@ -98,7 +101,8 @@ class Settings:
 
     @property
     def https_only(self) -> bool:
-        return bool(self.site_url and self.site_url.startswith("https://"))
+        """Whether every response marks the session cookie Secure."""
+        return self.https or bool(self.site_url and self.site_url.startswith("https://"))
 
 
 # Bind addresses that name no machine: a node bound to one is named after its host name.

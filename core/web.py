@@ -130,6 +130,14 @@ def log_in(request: Request, user: User) -> None:
     request.state.user = user
 
 
+async def close_sockets_of(connection: HTTPConnection, user_id: int) -> None:
+    """Close the person's open chat and signaling sockets in every process, after their
+    sessions ended (log-out, password change). server.py sets the hook at start."""
+    hook = getattr(connection.app.state, "on_sessions_ended", None)
+    if hook is not None:
+        await hook(user_id)
+
+
 def log_out(request: Request) -> None:
     """Forget the session in this browser; `accounts.service.end_sessions` ends it
     everywhere else."""

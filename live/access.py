@@ -7,7 +7,7 @@ import enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from live.models import Live, Registration
+from live.models import Live, Registration, Removal
 
 
 class LiveRole(enum.StrEnum):
@@ -25,3 +25,11 @@ async def live_role(session: AsyncSession, live: Live, user_id: int) -> LiveRole
         )
     )
     return LiveRole.ATTENDEE if registration is not None else None
+
+
+async def is_removed(session: AsyncSession, live_id: int, user_id: int) -> bool:
+    """Return whether the host removed `user_id` from the live."""
+    removal = await session.scalar(
+        select(Removal.id).where(Removal.live_id == live_id, Removal.user_id == user_id)
+    )
+    return removal is not None

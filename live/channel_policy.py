@@ -12,20 +12,39 @@ from live.models import LIVE_ID_MAX, Live, LiveState
 # A live in one of these states accepts no new chat messages; the history stays
 # readable for the replay.
 CLOSED_STATES = frozenset({LiveState.ENDED, LiveState.CANCELLED})
+LIVE_CHANNEL_PREFIX = "live"
+
+
+def live_id_of_key(key: str) -> int | None:
+    """Return the live id of a channel key, such as 12 for `live:12`, or None.
+
+    Only the canonical spelling names a channel: `live:012` would otherwise be a second
+    channel of live 12 with its own sequence numbers.
+    """
+    if not key.isascii() or not key.isdigit() or len(key) > len(str(LIVE_ID_MAX)):
+        return None
+    if str(int(key)) != key or int(key) > LIVE_ID_MAX:
+        return None
+    return int(key)
+
+
+def live_id_of_channel(channel: str) -> int | None:
+    """Return the live id of a channel name such as `live:12`, or None for another name."""
+    prefix, separator, key = channel.partition(":")
+    if prefix != LIVE_CHANNEL_PREFIX or not separator:
+        return None
+    return live_id_of_key(key)
 
 
 class LiveChannelPolicy:
     """The `ChannelPolicy` of the `live` channel prefix."""
 
     async def access(self, session: AsyncSession, key: str, user_id: int) -> ChannelAccess | None:
-        # Only the canonical spelling names a channel: `live:012` would otherwise be
-        # a second channel of live 12 with its own sequence numbers.
-        if not key.isascii() or not key.isdigit() or len(key) > len(str(LIVE_ID_MAX)):
-            return None
-        if str(int(key)) != key or int(key) > LIVE_ID_MAX:
+        live_id = live_id_of_key(key)
+        if live_id is None:
             return None
 
-        live = await session.get(Live, int(key))
+        live = await session.get(Live, live_id)
         if live is None:
             return None
         role = await live_role(session, live, user_id)

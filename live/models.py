@@ -81,6 +81,20 @@ class Registration(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
 
 
+class Removal(Base):
+    """A person the host removed from a live: they lost their registration and may not
+    register again."""
+
+    __tablename__ = "live_removals"
+    __table_args__ = (UniqueConstraint("live_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    live_id: Mapped[int] = mapped_column(ForeignKey("lives.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    removed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+
+
 class CalendarFeed(Base):
     """A person's private iCalendar feed; revoking it replaces the token."""
 

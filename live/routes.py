@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -11,18 +12,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from accounts.models import User
+from chat.revocations import Revocation, RevocationBus, RevocationReason
 from core.database import utc_now
 from core.routing import Access, Route
 from core.settings import DEFAULT_TIME_ZONE
 from core.web import (
+    ID_MAX,
     current_user,
     database_of,
     render,
     require_user,
     settings_of,
 )
-from live import calendar, service
-from live.access import LiveRole, live_role
+from live import calendar, moderation, service
+from live.access import LiveRole, is_removed, live_role
 from live.models import LIVE_ID_MAX, Live, LiveState
 from live.service import LiveDetails, LiveError
 from recordings.service import latest_recording, recent_replays
@@ -39,6 +42,8 @@ STATE_LABELS: dict[LiveState, str] = {
     LiveState.INTERRUPTED: "Interrompu",
 }
 LIVE_NOT_FOUND = "Ce live n'existe pas."
+# Maps the LiveError codes of a removal to the HTTP status returned; others are 409.
+REMOVAL_ERROR_STATUS = {"live_not_found": 404, "not_host": 403, "not_participant": 404}
 
 
 def _viewer_zone(user: User | None) -> str:
@@ -200,6 +205,7 @@ async def _render_live_page(
             raise HTTPException(404, LIVE_NOT_FOUND)
         registration_count = await service.count_registrations(session, live_id)
         role = await live_role(session, live, user.id) if user else None
+        removed = user is not None and await is_removed(session, live_id, user.id)
         recording = await latest_recording(session, live_id)
 
     is_host = role is LiveRole.HOST
@@ -212,7 +218,8 @@ async def _render_live_page(
         "registration_count": registration_count,
         "recording": recording,
         "viewer_zone": _viewer_zone(user),
-        "can_register": user is not None and role is None and not finished,
+        "removed": removed,
+        "can_register": user is not None and role is None and not finished and not removed,
         "can_change": is_host and live.state in service.NOT_STARTED_STATES,
         # The stage (video and chat) is for the host and registered colleagues until the
         # live is over. An ended live has its replay page instead.
@@ -279,6 +286,41 @@ async def cancel(request: Request) -> Response:
             request, live_id, error=error.message, status_code=status_code
         )
     return RedirectResponse(f"/lives/{live_id}", status_code=303)
+
+
+# moderation
+
+
+async def remove_participant(request: Request) -> Response:
+    """Remove a registered colleague from the live, `{"user_id": N}`, on the host's
+    request; 204 on success. Their chat and signaling sockets close at once."""
+    user = await require_user(request)
+    live_id = _live_id(request)
+    body = await request.body()
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise HTTPException(
+            400, "Le corps de la requête n'est pas un objet JSON valide."
+        ) from error
+    target = payload.get("user_id") if isinstance(payload, dict) else None
+    if not isinstance(target, int) or isinstance(target, bool) or not 1 <= target <= ID_MAX:
+        raise HTTPException(400, "Le champ user_id doit être l'identifiant d'une personne.")
+
+    try:
+        async with database_of(request).session() as session:
+            live = await moderation.remove_participant(session, live_id, target, user.id, utc_now())
+    except LiveError as error:
+        status_code = REMOVAL_ERROR_STATUS.get(error.code, 409)
+        if error.code == "not_host":
+            logger.warning("live %s: removal rejected for user %s, not the host", live_id, user.id)
+        raise HTTPException(status_code, error.message) from error
+
+    revocations: RevocationBus = request.app.state.revocations
+    await revocations.revoke(
+        Revocation(user_id=target, reason=RevocationReason.REMOVED, channel=live.channel)
+    )
+    return Response(status_code=204)
 
 
 # personal agenda and calendar feed
@@ -369,6 +411,13 @@ routes = [
         access=Access.LIVE_HOST,
         methods=["POST"],
         name="cancel_live",
+    ),
+    Route(
+        "/api/lives/{live_id:id}/removals",
+        remove_participant,
+        access=Access.LIVE_HOST,
+        methods=["POST"],
+        name="remove_participant",
     ),
     Route("/my-agenda", my_agenda, access=Access.MEMBER, name="my_agenda"),
     Route(

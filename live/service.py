@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.database import utc_now
+from core.text import strip_white_space
 from core.timezones import TIME_ZONES, local_to_utc, to_local
 from live import lifecycle
+from live.access import is_removed
 from live.models import Live, LiveState, Registration
 
 logger = logging.getLogger(__name__)
@@ -156,7 +158,7 @@ def details_of(live: Live) -> LiveDetails:
 
 
 def _clean_title(raw: str) -> str:
-    title = unicodedata.normalize("NFC", raw).strip()
+    title = strip_white_space(unicodedata.normalize("NFC", raw))
     if not title:
         raise LiveError("title_missing", "Donnez un titre au live.")
     if len(title) > TITLE_MAX_CHARS:
@@ -169,7 +171,7 @@ def _clean_title(raw: str) -> str:
 
 
 def _clean_description(raw: str) -> str:
-    description = unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
+    description = strip_white_space(unicodedata.normalize("NFC", raw.replace("\r\n", "\n")))
     if len(description) > DESCRIPTION_MAX_CHARS:
         raise LiveError(
             "description_too_long",
@@ -477,6 +479,12 @@ async def register(session: AsyncSession, live_id: int, user_id: int) -> bool:
         raise LiveError("live_cancelled", "Ce live est annulé.")
     if live.state is LiveState.ENDED:
         raise LiveError("live_ended", "Ce live est terminé : regardez plutôt son replay.")
+    if await is_removed(session, live_id, user_id):
+        raise LiveError(
+            "removed",
+            "La personne qui anime ce live vous en a retiré : vous ne pouvez pas vous y "
+            "réinscrire.",
+        )
     if await is_registered(session, live_id, user_id):
         return False
 

@@ -10,6 +10,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from core.text import strip_white_space
 from mentoring.catalog import ACADEMIES, DISCIPLINES, LEVELS
 from mentoring.errors import MentoringError
 
@@ -56,7 +57,8 @@ def _quote(value: str) -> str:
 def clean_text(raw: str, *, field: str, max_chars: int, required_message: str) -> str:
     """NFC-normalize, unify line ends and trim `raw`; reject it when empty, too long or
     holding control or bidirectional override characters."""
-    text = unicodedata.normalize("NFC", raw).replace("\r\n", "\n").replace("\r", "\n").strip()
+    text = unicodedata.normalize("NFC", raw).replace("\r\n", "\n").replace("\r", "\n")
+    text = strip_white_space(text)
     if not text:
         raise MentoringError(f"{field}_missing", required_message)
     if len(text) > max_chars:

@@ -56,6 +56,8 @@ class CloseCode(enum.IntEnum):
     NOT_ALLOWED = 4403
     NOT_FOUND = 4404
     TOO_SLOW = 4408
+    # The host removed the person from the live.
+    REMOVED = 4410
 
 
 # Maps each close code the endpoint sends to its French reason (at most 123 bytes).
@@ -68,6 +70,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.NOT_ALLOWED: "Inscrivez-vous à ce live pour le suivre.",
     CloseCode.NOT_FOUND: "Ce live n'existe pas.",
     CloseCode.TOO_SLOW: "Connexion trop lente.",
+    CloseCode.REMOVED: "La personne qui anime ce live vous en a retiré.",
 }
 
 

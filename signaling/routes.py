@@ -7,14 +7,13 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from core.origins import origin_allowed
 from core.routing import Access, WebSocketRoute
-from core.settings import Settings
 from core.web import current_user, database_of, settings_of
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live
@@ -61,24 +60,6 @@ def parse_live_id(raw: str) -> int | None:
     if str(int(raw)) != raw or int(raw) > LIVE_ID_MAX:
         return None
     return int(raw)
-
-
-def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
-    """Check the Origin header against the site's origin, so that another site's page
-    cannot open the socket with the visitor's cookie.
-
-    A browser always sends Origin on a WebSocket handshake; a client without one is not
-    a browser and carries no visitor's cookie. Without `site_url`, the origin's host must
-    be the request's own Host header.
-    """
-    origin = websocket.headers.get("origin")
-    if origin is None:
-        return True
-    if settings.site_url:
-        site = urlsplit(settings.site_url)
-        return origin.lower().rstrip("/") == f"{site.scheme}://{site.netloc}".lower()
-    host = websocket.headers.get("host")
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
 class SignalingConnection:

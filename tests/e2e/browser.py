@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -129,17 +130,42 @@ def chromium_arguments(media: FakeMedia | None) -> list[str]:
     return arguments
 
 
+# The console errors Chromium logs when the Content Security Policy blocks something.
+# Chromium 156 writes "Executing inline script violates the following Content Security
+# Policy directive ... The action has been blocked."; earlier versions wrote "Refused
+# to execute inline script ...", "Refused to connect to ..." and the like. A blocked
+# script or socket breaks a page silently, so every browser test fails on such a line
+# (see `launch_chromium`).
+CSP_CONSOLE_ERROR_PATTERN = re.compile(
+    r"^Refused to |violates the following Content Security Policy directive"
+)
+
+
+def is_csp_console_error(message: ConsoleMessage) -> bool:
+    return message.type == "error" and CSP_CONSOLE_ERROR_PATTERN.search(message.text) is not None
+
+
 @contextmanager
 def launch_chromium(
-    playwright: Playwright, media: FakeMedia | None = None
+    playwright: Playwright, media: FakeMedia | None = None, *, allow_csp_errors: bool = False
 ) -> Iterator[BrowserContext]:
     """Start Debian's Chromium with a fresh profile folder; yield its browser context.
 
     Each call starts its own Chromium process, so two calls behave as two people on
-    two computers: no shared cookies, cache or storage.
+    two computers: no shared cookies, cache or storage. When the block ends without an
+    exception, the test fails if any page of the context logged a Content Security
+    Policy error, unless `allow_csp_errors` is set by a test that causes one on
+    purpose.
     """
     if not CHROMIUM_PATH.exists():
         pytest.fail(f"{CHROMIUM_PATH} is missing: {INSTALL_HINT}", pytrace=False)
+
+    csp_errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if is_csp_console_error(message):
+            location = message.location
+            csp_errors.append(f"{location.get('url', '?')}: {message.text}")
 
     with tempfile.TemporaryDirectory(prefix="veillee-chromium-") as user_data_dir:
         context = playwright.chromium.launch_persistent_context(
@@ -152,10 +178,17 @@ def launch_chromium(
             timezone_id="Europe/Paris",
             viewport={"width": 1280, "height": 800},
         )
+        context.on("console", on_console)
         try:
             yield context
         finally:
             context.close()
+
+    if csp_errors and not allow_csp_errors:
+        pytest.fail(
+            "the Content Security Policy blocked something:\n" + "\n".join(csp_errors),
+            pytrace=False,
+        )
 
 
 def record_console(page: Page, lines: list[str]) -> None:
@@ -169,3 +202,53 @@ def record_console(page: Page, lines: list[str]) -> None:
 
     page.on("console", on_console)
     page.on("pageerror", on_page_error)
+
+
+# Reports every Content Security Policy violation of the pages to the test through the
+# binding that `record_csp_violations` exposes. Playwright runs init scripts through
+# the DevTools protocol, so the page's own policy does not block this one.
+CSP_VIOLATION_LISTENER_JS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.veilleeReportCspViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} ` +
+      `in ${event.documentURI} (${event.sourceFile}:${event.lineNumber})`,
+  );
+});
+"""
+
+
+def record_csp_violations(context: BrowserContext, violations: list[str]) -> None:
+    """Append a line for each CSP violation of any page of `context` to `violations`."""
+
+    def report(line: str) -> None:
+        violations.append(line)
+
+    context.expose_function("veilleeReportCspViolation", report)
+    context.add_init_script(CSP_VIOLATION_LISTENER_JS)
+
+
+# Polls a predicate in the page until it returns true, or throws after timeoutMs. The
+# predicate's source goes into this function's own text, and Playwright compiles that
+# through the DevTools protocol, where the page's Content Security Policy does not
+# apply. Page.wait_for_function may compile its predicate with eval() in the page,
+# which script-src 'self' forbids.
+_WAIT_FOR_PREDICATE_JS = """
+async ([arg, timeoutMs]) => {
+  const predicate = %s;
+  const deadline = performance.now() + timeoutMs;
+  while (!(await predicate(arg))) {
+    if (performance.now() > deadline) {
+      throw new Error(`predicate still false after ${timeoutMs} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+"""
+
+
+def wait_for_predicate(
+    page: Page, predicate: str, arg: object = None, timeout_ms: float = 15_000
+) -> None:
+    """Wait until the JavaScript function `predicate`, such as
+    "(minimum) => window.count > minimum", returns true for `arg` in `page`."""
+    page.evaluate(_WAIT_FOR_PREDICATE_JS % predicate, [arg, timeout_ms])

@@ -19,7 +19,14 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.e2e.browser import FakeMedia, launch_chromium, make_fake_media, record_console
+from tests.e2e.browser import (
+    FakeMedia,
+    launch_chromium,
+    make_fake_media,
+    record_console,
+    record_csp_violations,
+    wait_for_predicate,
+)
 from tests.support.clients import Account, sign_up
 from tests.support.processes import PROJECT_DIR, ServerProcess
 
@@ -194,8 +201,10 @@ def test_evening_live_publish_watch_chat_replay(
     ):
         share_session(host_client, host_context, server.url)
         share_session(viewer_client, viewer_context, server.url)
+        csp_violations: list[str] = []
         for context in (host_context, viewer_context):
             context.set_default_timeout(PAGE_TIMEOUT_MS)
+            record_csp_violations(context, csp_violations)
         host_page = host_context.pages[0] if host_context.pages else host_context.new_page()
         viewer_page = viewer_context.pages[0] if viewer_context.pages else viewer_context.new_page()
         record_console(host_page, console_lines["host"])
@@ -206,7 +215,9 @@ def test_evening_live_publish_watch_chat_replay(
         host_status = host_page.locator("[data-stage-status]")
         start_button = host_page.get_by_role("button", name="Démarrer le live")
         expect(start_button).to_be_enabled()
-        host_page.wait_for_function("document.querySelector('[data-stage-video]').videoWidth > 0")
+        wait_for_predicate(
+            host_page, "() => document.querySelector('[data-stage-video]').videoWidth > 0"
+        )
 
         # the colleague registers with one click and waits for the start
         viewer_page.goto(f"{server.url}/lives/{live_id}")
@@ -220,15 +231,18 @@ def test_evening_live_publish_watch_chat_replay(
         start_button.click()
         expect(host_status).to_have_text("En direct", timeout=MEDIA_TIMEOUT_MS)
         expect(viewer_status).to_have_text("En direct", timeout=MEDIA_TIMEOUT_MS)
-        viewer_page.wait_for_function(FRAMES_DECODED_ABOVE_JS, arg=0, timeout=MEDIA_TIMEOUT_MS)
+        wait_for_predicate(viewer_page, FRAMES_DECODED_ABOVE_JS, 0, MEDIA_TIMEOUT_MS)
         first_count = frames_decoded(viewer_page)
-        viewer_page.wait_for_function(
+        wait_for_predicate(
+            viewer_page,
             FRAMES_DECODED_ABOVE_JS,
-            arg=first_count + FRAMES_DECODED_GROWTH,
-            timeout=MEDIA_TIMEOUT_MS,
+            first_count + FRAMES_DECODED_GROWTH,
+            MEDIA_TIMEOUT_MS,
         )
-        viewer_page.wait_for_function("document.querySelector('[data-stage-video]').videoWidth > 0")
-        viewer_page.wait_for_function("window.veilleeTest.audioPacketsReceived > 0")
+        wait_for_predicate(
+            viewer_page, "() => document.querySelector('[data-stage-video]').videoWidth > 0"
+        )
+        wait_for_predicate(viewer_page, "() => window.veilleeTest.audioPacketsReceived > 0")
 
         # the colleague's message reaches the host's page, with her name
         viewer_page.get_by_label("Votre message").fill(CHAT_TEXT)
@@ -289,9 +303,10 @@ def test_evening_live_publish_watch_chat_replay(
         expect(replay_video).to_be_visible()
         expect(replay_video).to_have_attribute("poster", re.compile(r"/poster\.jpg\?"))
         replay_video.evaluate("(video) => video.play()")
-        viewer_page.wait_for_function(
-            "document.querySelector('[data-replay-video]').currentTime > 1",
-            timeout=MEDIA_TIMEOUT_MS,
+        wait_for_predicate(
+            viewer_page,
+            "() => document.querySelector('[data-replay-video]').currentTime > 1",
+            timeout_ms=MEDIA_TIMEOUT_MS,
         )
         replay_messages = viewer_page.locator("[data-replay-messages] li")
         replay_message = replay_messages.filter(has_text=CHAT_TEXT)
@@ -304,6 +319,9 @@ def test_evening_live_publish_watch_chat_replay(
         expect(replay_messages).to_have_count(0)
         replay_video.evaluate("(video) => { video.currentTime = video.duration - 0.1; }")
         expect(replay_message).to_have_count(1)
+
+        # the camera, the WebRTC media and the replay's video all ran under the policy
+        assert csp_violations == []
 
     # The README shows these two; refreshing them on every run would leave the work
     # tree modified, so it happens only when asked for.

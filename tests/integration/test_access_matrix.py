@@ -6,7 +6,8 @@ Each route declares an access level (core.routing.Access). CASES names one reque
 for each route and method, and the outcome expected for each role follows from the
 declared level alone, so a route that declares one level and enforces another fails
 here. A route added without a declaration, or without a row in CASES, fails the two
-coverage tests.
+coverage tests. The chat socket's frames declare their levels too
+(chat.session.FRAME_ACCESS), and each person who may open a channel sends each frame.
 
 The people: Claire hosts the live, Karim is registered for it, Inès is a member who
 takes part in nothing. Marc mentors Léa (request and conversation) and Paul (another
@@ -22,6 +23,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,13 @@ import pytest
 from sqlalchemy import update
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 import server
 from accounts.models import PasswordReset
 from accounts.password_reset import hash_token, issue_link
+from chat.session import FRAME_ACCESS
 from core.database import utc_now
 from core.routing import Access, access_of, walk_routes
 from core.settings import Settings
@@ -268,6 +272,20 @@ CASES: list[Case] = [
         "/api/chat/{channel}/events",
         lambda w: f"/api/chat/conversation:{w.conversation_id}/events",
         channel="conversation",
+    ),
+    Case(
+        "GET",
+        "/api/chat/{channel}/moderation",
+        lambda w: f"/api/chat/live:{w.live_id}/moderation",
+        channel="live",
+    ),
+    Case(
+        "POST",
+        "/api/lives/{live_id:id}/removals",
+        lambda w: f"/api/lives/{w.live_id}/removals",
+        # nobody has this id, so the host's request removes no one
+        frozenset({404}),
+        json_body={"user_id": 999_999},
     ),
     Case("GET", "/mentoring", fixed("/mentoring")),
     Case("GET", "/mentoring/offer", fixed("/mentoring/offer")),
@@ -551,6 +569,150 @@ def test_signed_link_tampered_rejected(world: World, role: str) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_calendar_unknown_token_not_found(world: World, role: str) -> None:
     assert world.clients[role].get("/calendar/jeton-inconnu.ics").status_code == 404
+
+
+# Every socket, as a member who may open it: a page of another site is refused, a page
+# of this site is welcome.
+SOCKET_MEMBERS = {None: "attendee", "live": "attendee", "conversation": "mentee"}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case for case in CASES if case.method == "WS"],
+    ids=[case.label for case in CASES if case.method == "WS"],
+)
+def test_every_socket_checks_origin(world: World, case: Case) -> None:
+    """Guards against a socket that another site's page could open with a teacher's
+    cookie (cross-site WebSocket hijacking)."""
+    client = world.clients[SOCKET_MEMBERS[case.channel]]
+    url = world.server.ws_url + case.url(world)
+    headers = {"Cookie": cookie_header(client)}
+    outcomes = {}
+    for origin in ("https://ailleurs.example", world.server.url):
+        with connect(url, additional_headers=headers, origin=Origin(origin)) as socket:
+            try:
+                frame = json.loads(socket.recv(timeout=SOCKET_TIMEOUT_SECS))
+                outcomes[origin] = frame["type"]
+            except ConnectionClosed as closed:
+                outcomes[origin] = closed.rcvd.code if closed.rcvd else None
+    assert outcomes["https://ailleurs.example"] == 4403
+    assert outcomes[world.server.url] == "welcome"
+
+
+# Chat frames on an open socket. Only the people who may open a channel's socket send
+# frames on it: the route matrix checks that everyone else is closed before `welcome`.
+# Maps each channel kind to the roles that open it, each with the role whose user a
+# mute or unmute names.
+FRAME_SENDERS: dict[str, dict[str, str]] = {
+    "live": {"host": "attendee", "attendee": "host"},
+    "conversation": {"mentor": "mentee", "mentee": "mentor"},
+}
+# Maps each frame level and channel kind to the roles allowed; the others get an
+# `error` frame with `forbidden`. Nobody moderates a conversation.
+FRAME_MEMBERS: dict[tuple[Access, str], frozenset[str]] = {
+    (Access.CHANNEL_MEMBER, "live"): frozenset({"host", "attendee"}),
+    (Access.CHANNEL_MEMBER, "conversation"): frozenset({"mentor", "mentee"}),
+    (Access.CHANNEL_MODERATOR, "live"): frozenset({"host"}),
+    (Access.CHANNEL_MODERATOR, "conversation"): frozenset(),
+}
+FRAME_CASES = [
+    (kind, frame_type, role)
+    for kind, senders in FRAME_SENDERS.items()
+    for frame_type in FRAME_ACCESS
+    for role in senders
+]
+
+
+def channel_path(world: World, kind: str) -> str:
+    channel_id = world.live_id if kind == "live" else world.conversation_id
+    return f"/ws/chat/{kind}:{channel_id}"
+
+
+def frames_until(socket: ClientConnection, frame_type: str) -> list[dict[str, Any]]:
+    """Return the frames received up to the first of `frame_type`, that one included."""
+    frames = []
+    while True:
+        frame = json.loads(socket.recv(timeout=SOCKET_TIMEOUT_SECS))
+        frames.append(frame)
+        if frame["type"] == frame_type:
+            return frames
+
+
+@contextmanager
+def open_chat(
+    world: World, role: str, kind: str
+) -> Iterator[tuple[ClientConnection, dict[str, Any]]]:
+    """Open the channel's socket as `role`; yield it, resumed, and its `welcome`."""
+    headers = {"Cookie": cookie_header(world.clients[role])}
+    url = world.server.ws_url + channel_path(world, kind)
+    with connect(url, additional_headers=headers) as socket:
+        welcome = json.loads(socket.recv(timeout=SOCKET_TIMEOUT_SECS))
+        assert welcome["type"] == "welcome", welcome
+        socket.send(json.dumps({"type": "resume"}))
+        frames_until(socket, "synced")
+        yield socket, welcome
+
+
+def frames_to_try(frame_type: str, socket: ClientConnection, target_id: int) -> list[Any]:
+    """Return the frames that use `frame_type` once and undo what it changed, so that
+    the cases leave the channel as they found it."""
+    if frame_type == "send":
+        return [{"type": "send", "client_id": f"matrice-{frame_type}", "text": "Bonsoir"}]
+    if frame_type == "delete":
+        # the person's own message, which every member may delete
+        socket.send(json.dumps({"type": "send", "client_id": "matrice-delete", "text": "Oups"}))
+        ack = frames_until(socket, "ack")[-1]
+        return [{"type": "delete", "seq": ack["seq"]}]
+    if frame_type in ("mute", "unmute"):
+        frames = [{"type": frame_type, "user_id": target_id}]
+        if frame_type == "mute":
+            frames.append({"type": "unmute", "user_id": target_id})
+        return frames
+    if frame_type == "slow_mode":
+        return [
+            {"type": "slow_mode", "interval_secs": 30},
+            {"type": "slow_mode", "interval_secs": 0},
+        ]
+    return [{"type": frame_type}]
+
+
+def frame_outcome(world: World, kind: str, frame_type: str, role: str) -> str:
+    with open_chat(world, FRAME_SENDERS[kind][role], kind) as (_, target_welcome):
+        target_id = target_welcome["user"]["id"]
+    with open_chat(world, role, kind) as (socket, _):
+        if frame_type == "resume":
+            # the first resume is part of opening; a second is a protocol error
+            return Outcome.ALLOWED
+        for frame in frames_to_try(frame_type, socket, target_id):
+            socket.send(json.dumps(frame))
+        socket.send(json.dumps({"type": "ping"}))
+        errors = [frame for frame in frames_until(socket, "pong") if frame["type"] == "error"]
+    codes = {frame["code"] for frame in errors}
+    if codes == {"forbidden"}:
+        return Outcome.FORBIDDEN
+    if codes:
+        return f"errors {sorted(codes)}"
+    return Outcome.ALLOWED
+
+
+def test_every_frame_declares_access() -> None:
+    """Guards against a chat frame handler added without saying who may send it."""
+    source = (PROJECT_DIR / "chat" / "session.py").read_text()
+    handled = set(re.findall(r'"(\w+)": self\._on_\w+', source))
+    assert handled == set(FRAME_ACCESS)
+
+
+@pytest.mark.parametrize(
+    ("kind", "frame_type", "role"),
+    FRAME_CASES,
+    ids=[f"{frame_type}-{kind}-{role}" for kind, frame_type, role in FRAME_CASES],
+)
+def test_chat_frame_matrix(world: World, kind: str, frame_type: str, role: str) -> None:
+    access = FRAME_ACCESS[frame_type]
+    allowed = role in FRAME_MEMBERS[(access, kind)]
+    expected = Outcome.ALLOWED if allowed else Outcome.FORBIDDEN
+    actual = frame_outcome(world, kind, frame_type, role)
+    assert actual == expected, f"{frame_type} on {kind} declared {access.value}, as {role}"
 
 
 @pytest.fixture(scope="module")

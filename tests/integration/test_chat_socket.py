@@ -10,11 +10,12 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from starlette.applications import Starlette
 
 import server
@@ -415,6 +416,7 @@ async def test_socket_slow_consumer_dropped_4408(site: Site) -> None:
     """A participant who stops reading is closed with 4408 and the others receive
     every message, in order, while it happens."""
     site.chat.rate_limit_messages = 1_000_000
+    site.chat.connections.write_frames_burst = 1_000_000
     site.chat.send_queue_max_events = 8
     claire = await site.client("Claire")
     karim = await site.client("Karim")
@@ -449,4 +451,108 @@ async def test_socket_slow_consumer_dropped_4408(site: Site) -> None:
     assert received == list(range(1, len(received) + 1))
     assert len(received) < sent
     await claire.close()
+    await karim.close()
+
+
+class TransactionCounter:
+    """Counts the transactions that begin on a real engine, reads included."""
+
+    def __init__(self, database: Database) -> None:
+        self.engine = database.engine.sync_engine
+        self.count = 0
+
+    def __enter__(self) -> TransactionCounter:
+        event.listen(self.engine, "begin", self._on_begin)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        event.remove(self.engine, "begin", self._on_begin)
+
+    def _on_begin(self, connection: object) -> None:
+        self.count += 1
+
+
+# Write frames that the database rejects, one of each kind a participant can spam: a
+# message from a muted person, the deletion of a message that does not exist, and
+# moderation frames from someone who does not moderate.
+SPAM_FRAMES: list[dict[str, Any]] = [
+    {"type": "send", "client_id": "spam", "text": "Encore moi"},
+    {"type": "delete", "seq": 999},
+    {"type": "mute", "user_id": 1},
+    {"type": "unmute", "user_id": 1},
+    {"type": "slow_mode", "interval_secs": 5},
+]
+
+
+async def test_socket_write_spam_opens_no_transaction(site: Site) -> None:
+    """Rejected write frames each opened a database transaction, and deletes took the
+    channel's write lock, so a script could keep the channel's writers waiting."""
+    site.chat.connections.write_frames_per_sec = 0.001
+    claire = await site.client("Claire")
+    await claire.open()
+    await claire.send({"type": "mute", "user_id": site.user_ids["Karim"]})
+    assert (await claire.recv_type("event"))["kind"] == "mute"
+    karim = await site.client("Karim")
+    await karim.open()
+    assert karim.welcome["muted"] is True
+    burst = site.chat.connections.write_frames_burst
+    app_database: Database = site.app.state.database
+
+    with TransactionCounter(app_database) as within_burst:
+        for index in range(burst):
+            await karim.send(SPAM_FRAMES[index % len(SPAM_FRAMES)])
+            error = await karim.recv_type("error")
+            assert error["code"] != "rate_limited", error
+    assert within_burst.count >= burst
+
+    spam_count = 200
+    with TransactionCounter(app_database) as beyond_burst:
+        for index in range(spam_count):
+            await karim.send(SPAM_FRAMES[index % len(SPAM_FRAMES)])
+        errors = [await karim.recv_type("error") for _ in range(spam_count)]
+    assert beyond_burst.count == 0
+    assert {error["code"] for error in errors} == {"rate_limited"}
+    assert all(error["retry_after_secs"] >= 1 for error in errors)
+    assert [error.get("ref") for error in errors[:1]] == ["spam"]
+
+    # the connection stays open, and reads still work
+    await karim.send({"type": "ping"})
+    assert (await karim.recv())["type"] == "pong"
+    await karim.close()
+    await claire.close()
+
+
+async def test_socket_write_bucket_per_connection(site: Site) -> None:
+    """One connection out of tokens leaves the person's other connection its own."""
+    site.chat.connections.write_frames_per_sec = 0.001
+    site.chat.connections.write_frames_burst = 2
+    first = await site.client("Karim")
+    second = await site.client("Karim")
+    await first.open()
+    await second.open()
+
+    assert await first.say("k-1", "Un") == 1
+    assert await first.say("k-2", "Deux") == 2
+    await first.send({"type": "send", "client_id": "k-3", "text": "Trois"})
+    rejected = await first.recv()
+    while rejected["type"] == "event":
+        rejected = await first.recv()
+    assert rejected["code"] == "rate_limited"
+    assert rejected["ref"] == "k-3"
+
+    assert await second.say("k-4", "Quatre") == 3
+    await first.close()
+    await second.close()
+
+
+async def test_socket_invalid_text_keeps_tokens(site: Site) -> None:
+    """A text rejected without the database does not use up the bucket."""
+    site.chat.connections.write_frames_per_sec = 0.001
+    site.chat.connections.write_frames_burst = 1
+    karim = await site.client("Karim")
+    await karim.open()
+    for index in range(5):
+        await karim.send({"type": "send", "client_id": f"vide-{index}", "text": "   "})
+        assert (await karim.recv_type("error"))["code"] == "invalid_text"
+    assert await karim.say("k-1", "Enfin un vrai message") == 1
     await karim.close()

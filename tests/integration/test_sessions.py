@@ -4,12 +4,15 @@ built by server.create_app, driven in-process with its lifespan and a SQLite fil
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 
 import server
@@ -18,6 +21,7 @@ from core.bodies import REQUEST_BODY_MAX_BYTES
 from core.routing import SAFE_METHODS, Access, access_of, walk_routes
 from core.settings import Settings
 from tests.support.clients import csrf_from
+from tests.support.processes import STARTUP_TIMEOUT_SECS, free_port
 
 SECRET_KEY = "secret-key-of-the-session-tests-0123456789"
 PASSWORD = "une longue phrase de passe"
@@ -34,8 +38,10 @@ async def start_app(tmp_path: Path) -> AsyncIterator[AppFactory]:
     starts shares one data folder, as two server processes of one deployment do."""
     async with AsyncExitStack() as stack:
 
-        async def start(site_url: str | None = None) -> Starlette:
-            settings = Settings(data_dir=tmp_path, secret_key=SECRET_KEY, site_url=site_url)
+        async def start(site_url: str | None = None, https: bool = False) -> Starlette:
+            settings = Settings(
+                data_dir=tmp_path, secret_key=SECRET_KEY, site_url=site_url, https=https
+            )
             app = server.create_app(settings)
             await stack.enter_async_context(app.router.lifespan_context(app))
             return app
@@ -83,6 +89,11 @@ async def is_logged_in(client: httpx.AsyncClient) -> bool:
     return response.status_code == 200
 
 
+def cookie_attributes(response: httpx.Response) -> list[str]:
+    """Return the session cookie's attributes, lower-cased, such as "httponly"."""
+    return [part.strip().lower() for part in session_cookie(response).split(";")]
+
+
 def session_cookie(response: httpx.Response) -> str:
     header = next(
         value
@@ -113,6 +124,65 @@ async def test_session_cookie_secure_over_https(start_app: AppFactory) -> None:
     attributes = [part.strip().lower() for part in session_cookie(response).split(";")]
     assert "secure" in attributes
     assert "httponly" in attributes
+
+
+async def test_session_cookie_secure_by_scheme(start_app: AppFactory) -> None:
+    """Without a configured HTTPS site, a request that arrived over HTTPS still gets a
+    Secure cookie, and one over HTTP does not."""
+    app = await start_app()
+    async with client_of(app, base_url="https://veillee.example.org") as client:
+        over_https = await client.get("/login")
+    async with client_of(app) as client:
+        over_http = await client.get("/login")
+    assert "secure" in cookie_attributes(over_https)
+    assert "secure" not in cookie_attributes(over_http)
+
+
+async def test_session_cookie_secure_with_https_option(start_app: AppFactory) -> None:
+    """With --https, a proxy terminates TLS and talks plain HTTP to this process, and
+    the cookie is still Secure."""
+    app = await start_app(https=True)
+    async with client_of(app) as client:
+        response = await client.get("/login")
+    assert "secure" in cookie_attributes(response)
+    assert "httponly" in cookie_attributes(response)
+
+
+def set_cookie_over_uvicorn(app: Starlette, forwarded_proto: str) -> list[str]:
+    """Serve `app` with uvicorn's settings of the service on a loopback port, request
+    /login with X-Forwarded-Proto from 127.0.0.1, and return the cookie's attributes."""
+    port = free_port()
+    uvicorn_server = uvicorn.Server(server.uvicorn_config(app, "127.0.0.1", port, "warning"))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECS
+        while not uvicorn_server.started:
+            assert thread.is_alive(), "uvicorn stopped during start-up"
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/login", headers={"X-Forwarded-Proto": forwarded_proto}
+        )
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(STARTUP_TIMEOUT_SECS)
+    return cookie_attributes(response)
+
+
+def test_session_cookie_secure_behind_trusted_proxy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn takes the scheme from X-Forwarded-Proto only when the request comes
+    from an address in FORWARDED_ALLOW_IPS, so a client cannot ask for a cookie that
+    its own plain-HTTP connection would then leak."""
+    settings = Settings(data_dir=tmp_path, secret_key=SECRET_KEY)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")
+    assert "secure" in set_cookie_over_uvicorn(server.create_app(settings), "https")
+    assert "secure" not in set_cookie_over_uvicorn(server.create_app(settings), "http")
+    # the same header from an address that is not a trusted proxy
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.1")
+    assert "secure" not in set_cookie_over_uvicorn(server.create_app(settings), "https")
 
 
 async def test_login_replaces_planted_cookie(start_app: AppFactory) -> None:

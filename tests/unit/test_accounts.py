@@ -43,6 +43,9 @@ async def test_authenticate_accepts_right_password_only(database: Database) -> N
         ("a@example.org", "A\u202eB", "correct horse", "display_name_invalid"),
         ("a@example.org", "x" * 81, "correct horse", "display_name_too_long"),
         ("a@example.org", "A", "short", "password_too_short"),
+        ("a@example.org", "A", "x" * 201, "password_too_long"),
+        # 255 characters, one above EMAIL_MAX_CHARS
+        ("a" * 243 + "@example.org", "A", "correct horse", "email_invalid"),
     ],
 )
 async def test_create_user_rejects_bad_input(

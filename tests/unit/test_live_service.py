@@ -164,6 +164,8 @@ async def test_no_error_code_is_missing_from_table() -> None:
         "live_already_started",
         "host_cannot_register",
         "live_ended",
+        # Tested in tests/integration/test_moderation.py.
+        "removed",
     }
     raised = set(re.findall(r'LiveError\(\s*"([a-z_]+)"', source))
     assert raised == tested

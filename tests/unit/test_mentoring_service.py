@@ -163,6 +163,7 @@ async def desk(database: Database, mail_server: MailServer) -> AsyncIterator[Des
         ("levels", ["universite"], "level_unknown", "« universite » n'existe pas"),
         ("academy", "atlantide", "academy_unknown", "L'académie « atlantide » n'existe pas"),
         ("presentation", "   ", "presentation_missing", "Présentez-vous"),
+        ("presentation", "é" * 1001, "presentation_too_long", "dépasse 1000 caractères"),
     ],
 )
 async def test_offer_bad_input_keeps_stored_offer(

@@ -78,3 +78,15 @@ def test_node_name_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
     arguments = server.parse_arguments(["--data-dir", str(tmp_path)])
     assert server.settings_from_arguments(arguments).node_name == "web-2"
+
+
+def test_https_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("HTTPS", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    plain = server.settings_from_arguments(server.parse_arguments(["--data-dir", str(tmp_path)]))
+    assert plain.https_only is False
+    option = server.parse_arguments(["--https", "--data-dir", str(tmp_path)])
+    assert server.settings_from_arguments(option).https_only is True
+    monkeypatch.setenv("HTTPS", "1")
+    environment = server.parse_arguments(["--data-dir", str(tmp_path)])
+    assert server.settings_from_arguments(environment).https_only is True

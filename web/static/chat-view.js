@@ -3,7 +3,7 @@
 // ever go through textContent, inside elements that isolate their direction.
 
 import { CloseCode } from "./socket.js";
-import { DEFAULT_TEXT_MAX_CHARS, countCodePoints } from "./chat.js";
+import { DEFAULT_TEXT_MAX_CHARS, countCodePoints, trimWhiteSpace } from "./chat.js";
 
 // A list scrolled to within this many pixels of its end follows new messages. Further
 // up, the reader is reading history, so the list stays where it is.
@@ -11,6 +11,34 @@ const FOLLOW_THRESHOLD_PX = 48;
 
 const CLOSED_MESSAGE = "La discussion est close : elle n'accepte plus de messages.";
 const DISCONNECTED_MESSAGE = "La connexion est perdue : réessayez dans un instant.";
+const MUTED_MESSAGE = "La modération vous a retiré la parole dans cette discussion.";
+
+/** Returns a duration in seconds as French text: "30 secondes", "1 minute". */
+export function formatInterval(seconds) {
+  if (seconds >= 60 && seconds % 60 === 0) {
+    const minutes = seconds / 60;
+    return minutes === 1 ? "1 minute" : `${minutes} minutes`;
+  }
+  return seconds === 1 ? "1 seconde" : `${seconds} secondes`;
+}
+
+/** Returns the French line that a mute, unmute or slow_mode event shows in the list. */
+export function describeModeration(event) {
+  const by = event.by?.name ?? "";
+  const user = event.user?.name ?? "";
+  switch (event.kind) {
+    case "mute":
+      return `${by} a retiré la parole à ${user}.`;
+    case "unmute":
+      return `${by} a rendu la parole à ${user}.`;
+    case "slow_mode":
+      return event.interval_secs > 0
+        ? `Mode lent activé par ${by} : ${formatInterval(event.interval_secs)} entre deux messages.`
+        : `Mode lent désactivé par ${by}.`;
+    default:
+      return "";
+  }
+}
 
 /**
  * Formats an ISO 8601 instant as a French time of day, such as "20:31", in
@@ -70,6 +98,10 @@ function stoppedMessage(code, forbiddenMessage) {
       return "Cette discussion n'existe pas ou plus.";
     case CloseCode.TOO_MANY_ERRORS:
       return "La discussion s'est arrêtée après trop d'erreurs. Rechargez la page.";
+    case CloseCode.REMOVED:
+      return "La modération vous a retiré de cette discussion.";
+    case CloseCode.TOO_MANY_SOCKETS:
+      return "Cette discussion est déjà ouverte dans trop d'onglets : fermez-en un, puis rechargez la page.";
     default:
       return "La discussion est fermée.";
   }
@@ -79,12 +111,19 @@ export class ChatView {
   /**
    * Binds `client` to the chat panel under `root`. `timeZone` is the IANA zone in
    * which times are shown; `forbiddenMessage` is shown when the server closes with 4403.
+   * `onRemove(person)`, when given, adds a button that removes a message's author,
+   * shown to moderators.
    */
-  constructor(root, client, { timeZone = null, forbiddenMessage }) {
+  constructor(root, client, { timeZone = null, forbiddenMessage, onRemove = null }) {
     this.client = client;
     this.timeZone = timeZone;
     this.forbiddenMessage = forbiddenMessage;
+    this.onRemove = onRemove;
     this.maxChars = DEFAULT_TEXT_MAX_CHARS;
+    // The people whose right to send a moderator took, from the events received.
+    this.mutedUserIds = new Set();
+    // The moderators' slow mode menu, absent for the other participants.
+    this.slowModeSelect = root.querySelector("[data-chat-slow-mode]");
     this.list = root.querySelector("[data-chat-messages]");
     this.status = root.querySelector("[data-chat-status]");
     this.form = root.querySelector("[data-chat-form]");
@@ -97,6 +136,11 @@ export class ChatView {
     this.showStatus("Connexion à la discussion…");
     this.bindForm();
     this.bindClient();
+    this.slowModeSelect?.addEventListener("change", () => {
+      if (!this.client.setSlowMode(Number(this.slowModeSelect.value))) {
+        this.showError(DISCONNECTED_MESSAGE);
+      }
+    });
   }
 
   bindForm() {
@@ -125,9 +169,11 @@ export class ChatView {
     client.addEventListener("welcome", ({ detail }) => {
       this.maxChars = detail.maxChars;
       this.form.hidden = !detail.canWrite;
-      this.setWritable(detail.canWrite);
+      this.setWritable(detail.canWrite && !detail.muted);
+      this.showSlowMode(detail.slowModeSecs);
       this.updateCounter();
     });
+    client.addEventListener("moderation", ({ detail }) => this.applyModeration(detail.event));
     client.addEventListener("message", ({ detail }) => this.appendMessage(detail.event));
     client.addEventListener("deletion", ({ detail }) => this.removeMessage(detail.deletedSeq));
     client.addEventListener("reset", () => {
@@ -152,7 +198,7 @@ export class ChatView {
 
   showConnection({ status, code }) {
     if (status === "synced" && this.client.canWrite) {
-      this.showStatus("");
+      this.showStatus(this.writingStatus());
     } else if (status === "synced") {
       this.close();
     } else if (status === "reconnecting") {
@@ -173,8 +219,63 @@ export class ChatView {
     this.showStatus(CLOSED_MESSAGE);
   }
 
+  /** Returns the status line of a person who may write: muted, slow mode, or nothing. */
+  writingStatus() {
+    if (this.client.muted) {
+      return MUTED_MESSAGE;
+    }
+    if (this.client.slowModeSecs > 0 && !this.client.isHost) {
+      return `Mode lent : ${formatInterval(this.client.slowModeSecs)} entre deux messages.`;
+    }
+    return "";
+  }
+
+  /** Shows a mute, unmute or slow_mode event in the list and applies it to the panel. */
+  applyModeration(event) {
+    const item = document.createElement("li");
+    item.className = "system";
+    item.dataset.seq = String(event.seq);
+    const time = document.createElement("time");
+    time.className = "time";
+    time.dateTime = event.sent_at;
+    time.textContent = formatLocalTime(event.sent_at, this.timeZone);
+    const text = document.createElement("span");
+    text.className = "text";
+    text.textContent = describeModeration(event);
+    item.append(time, " ", text);
+    this.changeList(() => this.list.insertBefore(item, this.list.querySelector("li.pending")));
+
+    if (event.kind === "slow_mode") {
+      this.showSlowMode(event.interval_secs ?? 0);
+    } else if (event.user) {
+      if (event.kind === "mute") {
+        this.mutedUserIds.add(event.user.id);
+      } else {
+        this.mutedUserIds.delete(event.user.id);
+      }
+      this.updateMuteButtons(event.user.id);
+    }
+    if (this.client.canWrite) {
+      this.setWritable(!this.client.muted);
+      this.showStatus(this.writingStatus());
+    }
+  }
+
+  showSlowMode(intervalSecs) {
+    if (this.slowModeSelect !== null) {
+      const value = String(intervalSecs);
+      if (![...this.slowModeSelect.options].some((option) => option.value === value)) {
+        this.slowModeSelect.append(new Option(formatInterval(intervalSecs), value));
+      }
+      this.slowModeSelect.value = value;
+    }
+    if (this.client.canWrite) {
+      this.showStatus(this.writingStatus());
+    }
+  }
+
   submit() {
-    const text = this.input.value.trim();
+    const text = trimWhiteSpace(this.input.value);
     if (text === "") {
       return;
     }
@@ -190,7 +291,7 @@ export class ChatView {
 
   /** Updates the counter and the send button; returns whether the text is too long. */
   updateCounter() {
-    const count = countCodePoints(this.input.value.trim());
+    const count = countCodePoints(trimWhiteSpace(this.input.value));
     const over = count > this.maxChars;
     this.counter.textContent = `${count} / ${this.maxChars}`;
     this.counter.classList.toggle("over", over);
@@ -232,6 +333,12 @@ export class ChatView {
     if (this.client.isHost || own) {
       item.append(this.createDeleteButton(event));
     }
+    if (this.client.isHost && !own && event.author) {
+      item.append(this.createMuteButton(event.author));
+      if (this.onRemove !== null) {
+        item.append(this.createRemoveButton(event.author));
+      }
+    }
     // stored messages go above those still waiting for the server
     const firstPending = this.list.querySelector("li.pending");
     this.changeList(() => this.list.insertBefore(item, firstPending));
@@ -250,6 +357,50 @@ export class ChatView {
         this.showError(DISCONNECTED_MESSAGE);
       }
     });
+    return button;
+  }
+
+  createMuteButton(author) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link moderate";
+    button.dataset.muteUserId = String(author.id);
+    button.dataset.authorName = author.name;
+    this.labelMuteButton(button);
+    button.addEventListener("click", () => {
+      const mute = !this.mutedUserIds.has(author.id);
+      if (!this.client.setMuted(author.id, mute)) {
+        this.showError(DISCONNECTED_MESSAGE);
+      }
+    });
+    return button;
+  }
+
+  labelMuteButton(button) {
+    const muted = this.mutedUserIds.has(Number(button.dataset.muteUserId));
+    const name = button.dataset.authorName;
+    button.textContent = muted ? "Rendre la parole" : "Retirer la parole";
+    button.setAttribute(
+      "aria-label",
+      muted ? `Rendre la parole à ${name}` : `Retirer la parole à ${name}`,
+    );
+  }
+
+  updateMuteButtons(userId) {
+    for (const button of this.list.querySelectorAll("button[data-mute-user-id]")) {
+      if (Number(button.dataset.muteUserId) === userId) {
+        this.labelMuteButton(button);
+      }
+    }
+  }
+
+  createRemoveButton(author) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link danger-link";
+    button.textContent = "Retirer du live";
+    button.setAttribute("aria-label", `Retirer ${author.name} du live`);
+    button.addEventListener("click", () => this.onRemove(author));
     return button;
   }
 

@@ -2,9 +2,10 @@
 // a reconnection, and sends that survive one (docs/protocol.md, "Chat socket").
 //
 // ChatClient dispatches these events, each with its data in `detail`:
-//   "welcome"     {user, role, canWrite, maxChars}
+//   "welcome"     {user, role, canWrite, muted, slowModeSecs, maxChars}
 //   "message"     {event}                   a message event to show, in seq order
 //   "deletion"    {deletedSeq}              remove that message
+//   "moderation"  {event}                   a mute, unmute or slow_mode event, in seq order
 //   "reset"       {}                        discard every message shown
 //   "sending"     {clientId, text}          a message of ours waits for the server
 //   "sent"        {clientId}                that message is now shown as an event
@@ -16,6 +17,18 @@
 import { ReconnectingSocket, backoffDelayMs } from "./socket.js";
 
 export const DEFAULT_TEXT_MAX_CHARS = 1000;
+
+// White space as docs/protocol.md defines it, the same set as core/text.py: Unicode's
+// White_Space property and U+FEFF. Neither String.prototype.trim() nor Python's
+// str.strip() has exactly this set.
+const WHITE_SPACE =
+  "\\t\\n\\v\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000\\uFEFF";
+const SURROUNDING_WHITE_SPACE = new RegExp(`^[${WHITE_SPACE}]+|[${WHITE_SPACE}]+$`, "g");
+
+/** Returns `text` without white space at either end, as the server trims every text. */
+export function trimWhiteSpace(text) {
+  return text.replace(SURROUNDING_WHITE_SPACE, "");
+}
 
 /**
  * Returns the length of `text` as the server counts it: Unicode code points after
@@ -34,6 +47,8 @@ const FINAL_SEND_ERRORS = new Set([
   "rate_limited",
   "forbidden",
   "read_only",
+  "muted",
+  "slow_mode",
 ]);
 
 // A message refused with try_again this many times is given back to its author:
@@ -47,6 +62,10 @@ export class ChatClient extends EventTarget {
     this.user = null;
     this.role = null;
     this.canWrite = false;
+    // Whether a moderator took this person's right to send, and the slow mode's
+    // interval in seconds (0 when off), from `welcome` and then from events.
+    this.muted = false;
+    this.slowModeSecs = 0;
     // Highest seq applied; null until the first history arrives, and after a reset.
     this.lastSeq = null;
     this.synced = false;
@@ -96,6 +115,16 @@ export class ChatClient extends EventTarget {
     return this.socket.send({ type: "delete", seq });
   }
 
+  /** Asks the server to take or give back a person's right to send (moderators only). */
+  setMuted(userId, muted) {
+    return this.socket.send({ type: muted ? "mute" : "unmute", user_id: userId });
+  }
+
+  /** Asks the server to set the slow mode, 0 to turn it off (moderators only). */
+  setSlowMode(intervalSecs) {
+    return this.socket.send({ type: "slow_mode", interval_secs: intervalSecs });
+  }
+
   handleOpen() {
     this.synced = false;
     this.emit("connection", { status: "connected", code: null });
@@ -136,8 +165,17 @@ export class ChatClient extends EventTarget {
     this.user = frame.user;
     this.role = frame.role;
     this.canWrite = frame.can_write === true;
+    this.muted = frame.muted === true;
+    this.slowModeSecs = frame.slow_mode_secs ?? 0;
     const maxChars = frame.limits?.text_max_chars ?? DEFAULT_TEXT_MAX_CHARS;
-    this.emit("welcome", { user: frame.user, role: frame.role, canWrite: this.canWrite, maxChars });
+    this.emit("welcome", {
+      user: frame.user,
+      role: frame.role,
+      canWrite: this.canWrite,
+      muted: this.muted,
+      slowModeSecs: this.slowModeSecs,
+      maxChars,
+    });
   }
 
   handleEvent(frame) {
@@ -157,6 +195,18 @@ export class ChatClient extends EventTarget {
 
     if (frame.kind === "deletion") {
       this.emit("deletion", { deletedSeq: frame.deleted_seq });
+      return;
+    }
+    if (frame.kind === "mute" || frame.kind === "unmute") {
+      if (this.user !== null && frame.user?.id === this.user.id) {
+        this.muted = frame.kind === "mute";
+      }
+      this.emit("moderation", { event: frame });
+      return;
+    }
+    if (frame.kind === "slow_mode") {
+      this.slowModeSecs = frame.interval_secs ?? 0;
+      this.emit("moderation", { event: frame });
       return;
     }
     if (frame.kind !== "message") {

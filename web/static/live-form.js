@@ -3,9 +3,10 @@
 // Unicode code points after NFC normalization, where the browser's maxlength would
 // count UTF-16 code units and cut an emoji title at half the limit. A text over the
 // limit gets the server's own message as its validity message, so the browser keeps
-// the form from being sent.
+// the form from being sent. White space at the ends is trimmed as the server trims it
+// (core/text.py), not as String.prototype.trim() does.
 
-import { countCodePoints } from "./chat.js";
+import { countCodePoints, trimWhiteSpace } from "./chat.js";
 
 /** Binds the counter of `field`, the <p> whose data-char-counter names the field. */
 function bindCounter(field, counter) {
@@ -13,7 +14,7 @@ function bindCounter(field, counter) {
   // "Le titre" or "La description", the subject of the server's message
   const subject = field.dataset.fieldSubject;
   const update = () => {
-    const count = countCodePoints(field.value.trim());
+    const count = countCodePoints(trimWhiteSpace(field.value));
     const over = count > maxChars;
     counter.textContent = `${count} / ${maxChars}`;
     counter.classList.toggle("over", over);

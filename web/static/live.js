@@ -7,10 +7,12 @@
 
 import { ChatClient } from "./chat.js";
 import { ChatView } from "./chat-view.js";
+import { ModerationLog } from "./moderation-log.js";
 import { LiveSignaling, LiveState } from "./signaling.js";
 import { CloseCode } from "./socket.js";
 
 const NOT_REGISTERED_MESSAGE = "Inscrivez-vous pour rejoindre le live";
+const REMOVED_MESSAGE = "La personne qui anime ce live vous en a retiré.";
 
 const STATE_MESSAGES = {
   [LiveState.SCHEDULED]: "En attente du début du live…",
@@ -141,7 +143,21 @@ class Stage {
     this.chatView = new ChatView(root, this.chat, {
       timeZone: data.timeZone || null,
       forbiddenMessage: NOT_REGISTERED_MESSAGE,
+      onRemove: this.isHost ? (person) => this.removeParticipant(person) : null,
     });
+    // the host's tools: removing a participant, and the moderation log below the stage
+    this.csrfToken = data.csrfToken || "";
+    this.removalsUrl = data.removalsUrl || null;
+    const logRoot = document.querySelector("[data-moderation-log]");
+    this.moderationLog =
+      this.isHost && logRoot !== null
+        ? new ModerationLog(logRoot, { timeZone: data.timeZone || null })
+        : null;
+    if (this.moderationLog !== null) {
+      for (const type of ["welcome", "moderation", "deletion"]) {
+        this.chat.addEventListener(type, () => this.moderationLog.refresh());
+      }
+    }
     this.bindSignaling();
     this.bindControls();
     for (const client of [this.signaling, this.chat]) {
@@ -151,6 +167,32 @@ class Stage {
         }
       });
     }
+  }
+
+  /** Removes `person` from the live after the host confirms; their sockets close at once. */
+  async removeParticipant(person) {
+    if (!confirm(`Retirer ${person.name} du live ? Cette personne ne pourra plus le rejoindre.`)) {
+      return;
+    }
+    let response;
+    try {
+      response = await fetch(this.removalsUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": this.csrfToken },
+        body: JSON.stringify({ user_id: person.id }),
+        credentials: "same-origin",
+      });
+    } catch (error) {
+      console.warn("live: removing user %d failed: %s", person.id, error);
+      this.chatView.showError("La connexion est perdue : réessayez dans un instant.");
+      return;
+    }
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      this.chatView.showError(body?.error?.message ?? "Le retrait a échoué. Réessayez.");
+      return;
+    }
+    this.moderationLog?.refresh();
   }
 
   async start() {
@@ -282,10 +324,16 @@ class Stage {
       case CloseCode.NOT_LOGGED_IN:
         this.status.textContent = "Connectez-vous pour continuer.";
         break;
+      case CloseCode.REMOVED:
+        this.status.textContent = REMOVED_MESSAGE;
+        break;
       default:
         this.status.textContent = "La connexion au live est fermée.";
     }
     this.stopCamera();
+    if (!this.isHost) {
+      this.video.srcObject = null;
+    }
   }
 
   showState(state) {

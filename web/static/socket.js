@@ -12,6 +12,8 @@ export const CloseCode = Object.freeze({
   FORBIDDEN: 4403,
   NOT_FOUND: 4404,
   TOO_SLOW: 4408,
+  REMOVED: 4410,
+  TOO_MANY_SOCKETS: 4429,
 });
 
 // Close codes after which the client stops instead of reconnecting.
@@ -21,6 +23,8 @@ const FINAL_CLOSE_CODES = new Set([
   CloseCode.NOT_LOGGED_IN,
   CloseCode.FORBIDDEN,
   CloseCode.NOT_FOUND,
+  CloseCode.REMOVED,
+  CloseCode.TOO_MANY_SOCKETS,
 ]);
 
 // The first retry waits about half a second; each failure doubles the delay up to
