@@ -61,6 +61,10 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
     fingerprint and at least one ICE candidate (candidates are not trickled). Raise
     InvalidOfferError otherwise.
     """
+    # A JSON escape such as "\ud800" carries a lone surrogate. aiortc copies some
+    # values (a mid) into its SDP answer, which no UTF-8 text frame can then carry.
+    if not _is_utf8_text(sdp):
+        raise InvalidOfferError("L'offre SDP est illisible.")
     try:
         description = SessionDescription.parse(sdp)
     except SDP_PARSE_ERRORS as error:
@@ -83,8 +87,13 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
     # JSEP (RFC 8829, section 5.2.1) gives every section an `a=mid`. aiortc 1.16 raises
     # AttributeError, from setRemoteDescription and then from close, on a bundled
     # offer with a section that has none.
+    # A BUNDLE group that names a mid no section has makes aiortc 1.16 fail the same
+    # way (RFC 8843, section 7.2.1, lets only existing mids in a group).
     mids = [media.rtp.muxId for media in (audio, video)]
-    if not all(mids) or len(set(mids)) != len(mids):
+    bundled = [
+        mid for group in description.group if group.semantic == "BUNDLE" for mid in group.items
+    ]
+    if not all(mids) or len(set(mids)) != len(mids) or not set(bundled) <= set(mids):
         raise InvalidOfferError(
             "L'offre SDP doit identifier chaque piste par une ligne a=mid différente."
         )
@@ -116,3 +125,11 @@ def _single_section(description: SessionDescription, kind: str) -> MediaDescript
             "L'offre SDP doit contenir exactement une piste audio et une piste vidéo."
         )
     return sections[0]
+
+
+def _is_utf8_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

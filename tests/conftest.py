@@ -18,6 +18,9 @@ from tests.support.processes import RedisServer
 # loaded profile when a test module is imported.
 register_profiles()
 
+# The fixture of the application that the HTTP property tests send requests to.
+pytest_plugins = ["tests.support.fuzz_site"]
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

@@ -144,6 +144,7 @@ SDP_TOKENS = [
     "\x00",
     "é",
     "😀",
+    "\ud800",
 ]
 
 
@@ -237,8 +238,16 @@ def loopback_only(sdp: str) -> bool:
 @settings(max_examples=NEGOTIATION_EXAMPLES, deadline=None)
 @given(sdp=mutated_offers(), purpose=st.sampled_from(list(OfferPurpose)))
 @example(sdp=BROWSER_OFFER, purpose=OfferPurpose.PUBLISH)
-# A bundled section without a mid, which made aiortc raise AttributeError.
+# A bundled section without a mid, or a BUNDLE group naming a mid no section has,
+# which made aiortc raise AttributeError from setRemoteDescription and close.
 @example(sdp=BROWSER_OFFER.replace("a=mid:0\r\n", ""), purpose=OfferPurpose.PUBLISH)
+@example(sdp=BROWSER_OFFER.replace("a=mid:0", "a=mid:9"), purpose=OfferPurpose.PUBLISH)
+# A mid escaped as a lone surrogate, which aiortc copied into an answer that no text
+# frame could carry.
+@example(
+    sdp=BROWSER_OFFER.replace("a=mid:1", "a=mid:\ud800").replace("BUNDLE 0 1", "BUNDLE 0"),
+    purpose=OfferPurpose.PUBLISH,
+)
 @example(sdp=BROWSER_OFFER.replace("a=sendrecv", "a=recvonly"), purpose=OfferPurpose.WATCH)
 @example(sdp=BROWSER_OFFER.replace("a=rtpmap:96 VP8/90000", "a=rtpmap:96 XYZ/1"), purpose="watch")
 async def test_peer_answer_any_offer(sdp: str, purpose: OfferPurpose) -> None:
@@ -262,6 +271,7 @@ async def test_peer_answer_any_offer(sdp: str, purpose: OfferPurpose) -> None:
         await peer.close()
 
     event("answered")
+    answer.encode()
     described = SessionDescription.parse(answer)
     assert [media.kind for media in described.media] == ["audio", "video"]
 
@@ -276,9 +286,22 @@ frame_objects = st.fixed_dictionaries(
         "sdp": st.one_of(any_sdp, json_values),
     },
 )
+
+
+def raw_utf8_json(value: Any) -> str:
+    """Serialize `value` with raw non-ASCII characters, and with escapes where UTF-8,
+    which every WebSocket text frame is, cannot carry a character (lone surrogates)."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True)
+    return text
+
+
 frame_texts = st.one_of(
     frame_objects.map(lambda frame: json.dumps(frame, ensure_ascii=True)),
-    frame_objects.map(lambda frame: json.dumps(frame, ensure_ascii=False)),
+    frame_objects.map(raw_utf8_json),
     json_values.map(json.dumps),
     st.text(st.characters(codec="utf-8"), max_size=200),
 )
