@@ -112,11 +112,13 @@ def parse_capacity(raw: str) -> int:
             "Indiquez en chiffres combien de collègues vous pouvez accompagner en même temps, "
             "par exemple 2.",
         )
-    # int() rejects more than 4,300 digits, and any number that long is out of range.
-    if len(digits.lstrip("0")) > len(str(CAPACITY_MAX)):
+    # int() rejects more than 4,300 digits, leading zeros included, and any number
+    # that long is out of range.
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(CAPACITY_MAX)):
         capacity = -CAPACITY_MAX if negative else CAPACITY_MAX + 1
     else:
-        capacity = -int(digits) if negative else int(digits)
+        capacity = -int(significant) if negative else int(significant)
     if capacity <= 0:
         raise MentoringError(
             "capacity_too_small",

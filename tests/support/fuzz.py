@@ -2,18 +2,22 @@
 that follow them.
 
 `VEILLEE_FUZZ=long` selects the long mode: every test marked `fuzz` runs
-LONG_EXAMPLES examples with no deadline and fresh random inputs on each run. Without
-it, each test runs its own small count, sized so that the default run stays fast.
+LONG_EXAMPLES examples (or VEILLEE_FUZZ_EXAMPLES) with no deadline and fresh random
+inputs on each run. Without it, each test runs its own small count, sized so that the
+default run stays fast.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 FUZZ_ENV = "VEILLEE_FUZZ"
+# Sets the long mode's examples per test, for a run shorter or longer than the default.
+EXAMPLES_ENV = "VEILLEE_FUZZ_EXAMPLES"
 LONG_PROFILE = "long"
 DEFAULT_PROFILE = "veillee"
 # The long mode's examples per test: enough to reach rare shapes (a surrogate inside
@@ -32,6 +36,19 @@ def long_mode() -> bool:
     return os.environ.get(FUZZ_ENV, "").strip().lower() == LONG_PROFILE
 
 
+def long_examples() -> int:
+    """Return the long mode's examples per test: EXAMPLES_ENV, else LONG_EXAMPLES.
+
+    Raise ValueError when EXAMPLES_ENV is set to anything but a positive integer.
+    """
+    raw = os.environ.get(EXAMPLES_ENV, "").strip()
+    if not raw:
+        return LONG_EXAMPLES
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{EXAMPLES_ENV}={raw!r} is invalid: use a positive integer")
+    return int(raw)
+
+
 def register_profiles() -> None:
     """Register both profiles and load the one that FUZZ_ENV selects.
 
@@ -48,7 +65,7 @@ def register_profiles() -> None:
     )
     settings.register_profile(
         LONG_PROFILE,
-        max_examples=LONG_EXAMPLES,
+        max_examples=long_examples(),
         deadline=None,
         derandomize=False,
         suppress_health_check=_SHARED_FIXTURE_CHECKS,
@@ -57,8 +74,8 @@ def register_profiles() -> None:
 
 
 def fuzz_examples(default: int) -> int:
-    """Return the examples a test runs: `default`, or LONG_EXAMPLES in the long mode."""
-    return LONG_EXAMPLES if long_mode() else default
+    """Return the examples a test runs: `default`, or the long mode's count."""
+    return long_examples() if long_mode() else default
 
 
 # Any string Python's JSON parser can produce, unpaired surrogates included (from
@@ -79,3 +96,10 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
+
+
+def stays_on_site(location: str) -> bool:
+    """Return whether a browser following `location` stays on this site. Browsers drop
+    tabs and line breaks from URLs and read a backslash as a slash (WHATWG URL)."""
+    seen = re.sub(r"[\t\n\r]", "", location).replace("\\", "/")
+    return seen.startswith("/") and not seen.startswith("//")
