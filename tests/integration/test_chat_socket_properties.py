@@ -24,7 +24,7 @@ from chat.errors import ErrorCode
 from chat.text import clean_text
 from tests.support.chat_clients import FRAME_TIMEOUT_SECS, create_live, database_in
 from tests.support.clients import Account, cookie_header, sign_up
-from tests.support.fuzz import fuzz_examples
+from tests.support.fuzz import fuzz_examples, receive_object
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.fuzz
@@ -114,9 +114,7 @@ class Socket:
 
     def receive(self) -> dict[str, Any]:
         assert self.connection is not None
-        frame = json.loads(self.connection.recv(timeout=FRAME_TIMEOUT_SECS))
-        assert isinstance(frame, dict)
-        return frame
+        return receive_object(self.connection, FRAME_TIMEOUT_SECS)
 
     def exchange(self, raw: str | bytes) -> list[dict[str, Any]]:
         """Send `raw`, then a ping, and return what came back before the pong."""

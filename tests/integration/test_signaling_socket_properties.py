@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from signaling.protocol import CloseCode, ErrorCode
 from signaling.sdp import InvalidOfferError, OfferPurpose, check_offer
-from tests.support.fuzz import fuzz_examples
+from tests.support.fuzz import fuzz_examples, receive_object
 from tests.support.signaling_inputs import (
     BROWSER_OFFER,
     frame_texts,
@@ -73,9 +73,7 @@ class SignalingSocket:
 
     def receive(self) -> dict[str, Any]:
         assert self.connection is not None
-        frame = json.loads(self.connection.recv(timeout=EVENT_TIMEOUT_SECS))
-        assert isinstance(frame, dict)
-        return frame
+        return receive_object(self.connection, EVENT_TIMEOUT_SECS)
 
     def exchange(self, raw: str) -> list[dict[str, Any]] | int:
         """Send `raw`, then a ping; return the frames that came before the pong, or
@@ -145,8 +143,8 @@ def reaches_beyond_loopback(raw: str) -> bool:
 def test_signaling_socket_any_frame(
     sockets: dict[str, SignalingSocket], raw: str, role: str
 ) -> None:
-    """Each frame gets an answer, documented errors or news of the live; the only close
-    a frame may cause is 4400, after too many invalid frames."""
+    """Each frame gets an SDP answer, documented errors or news of the live. The only
+    close a frame may cause is 4400, after too many invalid frames."""
     assume(not reaches_beyond_loopback(raw))
     # The host ending the live would end every later example's live too.
     assume(not (role == "host" and '"end"' in raw))

@@ -9,11 +9,14 @@ default run stays fast.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from websockets.sync.client import ClientConnection
 
 FUZZ_ENV = "VEILLEE_FUZZ"
 # Sets the long mode's examples per test, for a run shorter or longer than the default.
@@ -103,3 +106,10 @@ def stays_on_site(location: str) -> bool:
     tabs and line breaks from URLs and read a backslash as a slash (WHATWG URL)."""
     seen = re.sub(r"[\t\n\r]", "", location).replace("\\", "/")
     return seen.startswith("/") and not seen.startswith("//")
+
+
+def receive_object(connection: ClientConnection, timeout_secs: float) -> dict[str, Any]:
+    """Receive one frame of a socket under test and return the JSON object it carries."""
+    frame = json.loads(connection.recv(timeout=timeout_secs))
+    assert isinstance(frame, dict), frame
+    return frame
