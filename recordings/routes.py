@@ -61,8 +61,8 @@ FILE_CACHE_CONTROL = "private, max-age=3600"
 class RecordingFileResponse(FileResponse):
     """A FileResponse that ignores a malformed Range header and sends the whole file.
 
-    RFC 9110, section 14.2, lets a server ignore Range and requires it to for a range
-    unit other than bytes. Starlette 1.10 replies 400 with an English text instead.
+    RFC 9110, section 14.2, lets a server ignore Range, and requires it to ignore a
+    range unit other than bytes. Starlette 1.10 replies 400 with an English text instead.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

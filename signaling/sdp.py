@@ -84,11 +84,9 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
     else:
         allowed = WATCH_DIRECTIONS
         direction_message = "L'offre SDP pour suivre le live doit recevoir l'audio et la vidéo."
-    # JSEP (RFC 8829, section 5.2.1) gives every section an `a=mid`. aiortc 1.16 raises
-    # AttributeError, from setRemoteDescription and then from close, on a bundled
-    # offer with a section that has none.
-    # A BUNDLE group that names a mid no section has makes aiortc 1.16 fail the same
-    # way (RFC 8843, section 7.2.1, lets only existing mids in a group).
+    # Browsers write an `a=mid` in every section and list only those mids in BUNDLE.
+    # aiortc 1.16 raises AttributeError, from setRemoteDescription and then from close,
+    # on a bundled section without a mid or a BUNDLE group naming a missing mid.
     mids = [media.rtp.muxId for media in (audio, video)]
     bundled = [
         mid for group in description.group if group.semantic == "BUNDLE" for mid in group.items
