@@ -21,7 +21,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.models import PasswordReset, User
-from accounts.service import AccountError, hash_password, normalize_email, validate_password
+from accounts.service import AccountError, find_by_email, hash_password, validate_password
 from core.database import Database, utc_now
 from core.mail import Mailer, MailError
 
@@ -63,7 +63,7 @@ async def issue_link(session: AsyncSession, email: str, now: datetime) -> tuple[
 
     The account's earlier links stop working, so that only the latest e-mail counts.
     """
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = await find_by_email(session, email)
     if user is None:
         return None
     await session.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -29,8 +30,15 @@ logger = logging.getLogger(__name__)
 
 
 def _safe_next(raw: object) -> str:
-    """Keep a post-log-in redirect on this site: only a local absolute path."""
+    """Keep a post-log-in redirect on this site: only a local absolute path.
+
+    A backslash or a control character is refused, because browsers drop tabs and line
+    breaks from a URL and read a backslash as a slash: "/", a backslash, then a host
+    name leads to that host.
+    """
     if not isinstance(raw, str):
+        return "/"
+    if "\\" in raw or any(unicodedata.category(char) == "Cc" for char in raw):
         return "/"
     parts = urlsplit(raw)
     if parts.scheme or parts.netloc or not raw.startswith("/") or raw.startswith("//"):

@@ -130,9 +130,24 @@ async def create_user(
     return user
 
 
+async def find_by_email(session: AsyncSession, email: str) -> User | None:
+    """Return the account of `email`, or None.
+
+    An address that `validate_email` rejects is not looked up, because no account can
+    have it and PostgreSQL raises on a NUL character in a text parameter.
+    """
+    address = normalize_email(email)
+    try:
+        validate_email(address)
+    except AccountError:
+        return None
+    user: User | None = await session.scalar(select(User).where(User.email == address))
+    return user
+
+
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """Return the user whose e-mail and password match, or None."""
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = await find_by_email(session, email)
     if user is None:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)

@@ -76,6 +76,10 @@ def with_csrf_check(endpoint: Endpoint, access: Access) -> Endpoint:
         if request.method not in SAFE_METHODS:
             open_to_visitors = access in (Access.PUBLIC, Access.TOKEN)
             if open_to_visitors or await current_user(request) is not None:
+                # Read first, so that an endpoint that reads the raw body (a JSON one
+                # sent a form) gets it from the cache. Parsing a form from the stream
+                # would leave it consumed, and body() would then raise RuntimeError.
+                await request.body()
                 check_csrf(request, await request.form())
         return await endpoint(request)
 

@@ -160,10 +160,14 @@ def check_csrf(request: Request, form: FormData) -> None:
     if sent is None:
         sent = request.headers.get("x-csrf-token")
     expected = request.session.get(SESSION_CSRF_KEY)
+    # Compared as bytes, because compare_digest raises TypeError on a str that is
+    # not ASCII, and the token sent is whatever the client chose.
     if (
         not isinstance(sent, str)
         or not isinstance(expected, str)
-        or not hmac.compare_digest(sent, expected)
+        or not hmac.compare_digest(
+            sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        )
     ):
         raise HTTPException(
             status_code=403,

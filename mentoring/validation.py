@@ -103,14 +103,24 @@ def _academy(raw: str) -> str:
 
 
 def parse_capacity(raw: str) -> int:
+    """Parse the number of mentees, an optional minus sign and ASCII digits; raise
+    MentoringError when it is not one or is out of 1..CAPACITY_MAX."""
     value = raw.strip()
-    if not value.lstrip("-").isascii() or not value.lstrip("-").isdigit():
+    negative = value.startswith("-")
+    digits = value[1:] if negative else value
+    if not digits.isascii() or not digits.isdigit():
         raise MentoringError(
             "capacity_invalid",
             "Indiquez en chiffres combien de collègues vous pouvez accompagner en même temps, "
             "par exemple 2.",
         )
-    capacity = int(value)
+    # int() rejects more than 4,300 digits, leading zeros included, and any number
+    # that long is out of range.
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(CAPACITY_MAX)):
+        capacity = -CAPACITY_MAX if negative else CAPACITY_MAX + 1
+    else:
+        capacity = -int(significant) if negative else int(significant)
     if capacity <= 0:
         raise MentoringError(
             "capacity_too_small",

@@ -17,6 +17,9 @@ from itsdangerous import Signer
 # A replay is watched in one sitting, with pauses: a link stays valid for a long
 # evening, and the replay JSON hands out a fresh one on each load.
 SIGNED_LINK_LIFETIME_SECS = 6 * 3600
+# The longest `expires` accepted. A Unix time in seconds has 10 digits until the
+# year 2286, and a bound keeps int() from parsing thousands of digits.
+EXPIRES_MAX_DIGITS = 20
 # Separates these signatures from any other use of the secret key.
 SIGNATURE_SALT = "veillee.recordings.file"
 
@@ -70,7 +73,8 @@ def check_link(
     valid. The signature is checked before the expiry, so an altered expiry is invalid."""
     if not expires or not signature:
         return LinkProblem.MISSING
-    if not expires.isascii() or not expires.isdigit():
+    # int() rejects more than 4,300 digits, and no signed link has more than 20.
+    if not expires.isascii() or not expires.isdigit() or len(expires) > EXPIRES_MAX_DIGITS:
         return LinkProblem.INVALID
     expires_at = int(expires)
     if not _signer(secret_key).verify_signature(

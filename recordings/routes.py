@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    MalformedRangeHeader,
+    RangeNotSatisfiable,
+    Response,
+)
+from starlette.types import Receive, Scope, Send
 
 from chat.service import list_messages
 from core.routing import Access, Route
@@ -47,6 +56,39 @@ MEDIA_TYPES = {RecordingFile.VIDEO: "video/mp4", RecordingFile.POSTER: "image/jp
 # Browsers may keep a file for an hour; the link inside it stays signed and the file
 # never changes once ready. "private": it is only served to logged-in members.
 FILE_CACHE_CONTROL = "private, max-age=3600"
+
+
+class RecordingFileResponse(FileResponse):
+    """A FileResponse that ignores a malformed Range header and sends the whole file.
+
+    RFC 9110, section 14.2, lets a server ignore Range, and requires it to ignore a
+    range unit other than bytes. Starlette 1.10 replies 400 with an English text instead.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http_range = Headers(scope=scope).get("range")
+        if (
+            http_range is not None
+            and self.stat_result is not None
+            and not _is_well_formed_range(http_range, self.stat_result.st_size)
+        ):
+            headers = [(name, value) for name, value in scope["headers"] if name != b"range"]
+            scope = {**scope, "headers": headers}
+        await super().__call__(scope, receive, send)
+
+
+def _is_well_formed_range(http_range: str, file_size: int) -> bool:
+    """Return whether Starlette's parser accepts `http_range`; an unsatisfiable range
+    counts as well formed, since it gets a 416 with the file's size."""
+    # NOTE: _parse_range_header is Starlette's own parser (1.10), used so that this
+    # check and the response agree on every header.
+    try:
+        RecordingFileResponse._parse_range_header(http_range, file_size)
+    except MalformedRangeHeader:
+        return False
+    except RangeNotSatisfiable:
+        return True
+    return True
 
 
 async def replay_page(request: Request) -> Response:
@@ -116,25 +158,13 @@ async def poster_file(request: Request) -> Response:
     return await _serve_file(request, RecordingFile.POSTER)
 
 
-def _ignore_foreign_range(request: Request) -> None:
-    """Remove a Range header whose unit is not bytes from the request's scope."""
-    value = request.headers.get("range")
-    if value is None or value.lstrip().lower().startswith("bytes="):
-        return
-    request.scope["headers"] = [
-        (name, content) for name, content in request.scope["headers"] if name != b"range"
-    ]
-
-
 async def _serve_file(request: Request, file: RecordingFile) -> Response:
     """Serve a ready recording's file to a logged-in member holding a valid link.
 
     FileResponse handles Range requests (206, multipart/byteranges for several ranges,
-    416 with the size when unsatisfiable) and honours If-Range. A Range header in a unit
-    other than bytes is dropped first: under RFC 9110 section 14.2 a server ignores it and
-    sends the whole file, where Starlette would answer 400.
+    416 with the size when unsatisfiable) and honours If-Range. A malformed Range header,
+    or one in a unit other than bytes, gets the whole file (RecordingFileResponse).
     """
-    _ignore_foreign_range(request)
     user = await require_user(request)
     recording_id: int = request.path_params["recording_id"]
     settings = settings_of(request)
@@ -163,11 +193,18 @@ async def _serve_file(request: Request, file: RecordingFile) -> Response:
     if relative is None:
         raise HTTPException(404, FILE_NOT_FOUND)
     path = file_path(settings, relative)
-    if not await asyncio.to_thread(path.is_file):
+    try:
+        stat_result = await asyncio.to_thread(path.stat)
+    except OSError:
+        stat_result = None
+    if stat_result is None or not stat.S_ISREG(stat_result.st_mode):
         logger.error("recording %s: ready but %s is missing", recording_id, path)
         raise HTTPException(404, FILE_NOT_FOUND)
-    return FileResponse(
-        path, media_type=MEDIA_TYPES[file], headers={"Cache-Control": FILE_CACHE_CONTROL}
+    return RecordingFileResponse(
+        path,
+        media_type=MEDIA_TYPES[file],
+        headers={"Cache-Control": FILE_CACHE_CONTROL},
+        stat_result=stat_result,
     )
 
 

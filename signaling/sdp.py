@@ -17,10 +17,20 @@ WATCH_DIRECTIONS = frozenset({"recvonly", "sendrecv"})
 # Exceptions that aiortc 1.16's SDP parser lets escape on malformed input. ValueError
 # and IndexError come from bad numbers and short lines, KeyError from an unknown
 # `a=setup` role, and StopIteration from an `a=fmtp` or `a=rtcp-fb` line that names an
-# undeclared payload type. AssertionError comes from a malformed `m=` or `a=fingerprint`.
+# undeclared payload type. AssertionError comes from a malformed `m=` or `a=fingerprint`,
+# and AttributeError or TypeError from an attribute that needs a value and has none
+# (`a=fmtp` or `a=sctp-port` without a colon).
 # NOTE: catching AssertionError is a deliberate departure from the usual rule, because
 # this parser reports syntax errors with `assert`.
-SDP_PARSE_ERRORS = (ValueError, IndexError, KeyError, StopIteration, AssertionError)
+SDP_PARSE_ERRORS = (
+    ValueError,
+    IndexError,
+    KeyError,
+    StopIteration,
+    AssertionError,
+    AttributeError,
+    TypeError,
+)
 
 
 class OfferPurpose(enum.StrEnum):
@@ -46,10 +56,15 @@ class OfferSummary:
 def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
     """Parse `sdp` and check that it is a complete offer for `purpose`.
 
-    An offer passes when it contains exactly one audio and one video section whose
-    directions suit the purpose, ICE credentials, a DTLS fingerprint and at least one
-    ICE candidate (candidates are not trickled). Raise InvalidOfferError otherwise.
+    An offer passes when it contains exactly one audio and one video section with
+    distinct mids, whose directions suit the purpose, ICE credentials, a DTLS
+    fingerprint and at least one ICE candidate (candidates are not trickled). Raise
+    InvalidOfferError otherwise.
     """
+    # A JSON escape such as "\ud800" carries a lone surrogate. aiortc copies some
+    # values (a mid) into its SDP answer, which no UTF-8 text frame can then carry.
+    if not _is_utf8_text(sdp):
+        raise InvalidOfferError("L'offre SDP est illisible.")
     try:
         description = SessionDescription.parse(sdp)
     except SDP_PARSE_ERRORS as error:
@@ -69,6 +84,17 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
     else:
         allowed = WATCH_DIRECTIONS
         direction_message = "L'offre SDP pour suivre le live doit recevoir l'audio et la vidéo."
+    # Browsers write an `a=mid` in every section and list only those mids in BUNDLE.
+    # aiortc 1.16 raises AttributeError, from setRemoteDescription and then from close,
+    # on a bundled section without a mid or a BUNDLE group naming a missing mid.
+    mids = [media.rtp.muxId for media in (audio, video)]
+    bundled = [
+        mid for group in description.group if group.semantic == "BUNDLE" for mid in group.items
+    ]
+    if not all(mids) or len(set(mids)) != len(mids) or not set(bundled) <= set(mids):
+        raise InvalidOfferError(
+            "L'offre SDP doit identifier chaque piste par une ligne a=mid différente."
+        )
     for media in (audio, video):
         if media.direction not in allowed:
             raise InvalidOfferError(direction_message)
@@ -97,3 +123,11 @@ def _single_section(description: SessionDescription, kind: str) -> MediaDescript
             "L'offre SDP doit contenir exactement une piste audio et une piste vidéo."
         )
     return sections[0]
+
+
+def _is_utf8_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -10,8 +10,16 @@ import redis
 
 from core.database import Database
 from migrations.models import load_metadata
+from tests.support.fuzz import register_profiles
 from tests.support.postgres import PostgresServer
 from tests.support.processes import RedisServer
+
+# Chosen here, before any test module is imported, because `@settings` reads the
+# loaded profile when a test module is imported.
+register_profiles()
+
+# The fixture of the application that the HTTP property tests send requests to.
+pytest_plugins = ["tests.support.fuzz_site"]
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,14 @@ from chat.errors import ErrorCode
 from chat.text import clean_text
 from tests.support.chat_clients import FRAME_TIMEOUT_SECS, create_live, database_in
 from tests.support.clients import Account, cookie_header, sign_up
+from tests.support.fuzz import fuzz_examples, receive_object
 from tests.support.processes import ServerProcess
+
+pytestmark = pytest.mark.fuzz
 
 # Examples of the socket test, below Hypothesis's default of 100: each one is a round
 # trip to the server and a read of the database.
-EXAMPLES = 80
+EXAMPLES = fuzz_examples(80)
 
 # Error codes the chat socket documents, and those that count towards the 20 protocol
 # errors after which it closes with 4400.
@@ -111,9 +114,7 @@ class Socket:
 
     def receive(self) -> dict[str, Any]:
         assert self.connection is not None
-        frame = json.loads(self.connection.recv(timeout=FRAME_TIMEOUT_SECS))
-        assert isinstance(frame, dict)
-        return frame
+        return receive_object(self.connection, FRAME_TIMEOUT_SECS)
 
     def exchange(self, raw: str | bytes) -> list[dict[str, Any]]:
         """Send `raw`, then a ping, and return what came back before the pong."""

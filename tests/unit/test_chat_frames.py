@@ -7,6 +7,7 @@ import json
 import unicodedata
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -14,28 +15,13 @@ from chat.errors import FRAME_MAX_BYTES, ChatError, ErrorCode
 from chat.log import dump_frame
 from chat.session import integer_field, parse_frame
 from chat.text import TEXT_MAX_CHARS, InvalidTextError, clean_text, is_noncharacter
+from tests.support.fuzz import fuzz_examples, json_values
+
+pytestmark = pytest.mark.fuzz
 
 # Examples per test, twice Hypothesis's default: these tests touch no database.
-EXAMPLES = 200
+EXAMPLES = fuzz_examples(200)
 
-# Any string Python's JSON parser can produce, unpaired surrogates included (from
-# escapes such as "\ud800"), and NUL.
-any_string = st.text(st.characters(codec=None), max_size=80)
-json_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(),
-    any_string,
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(any_string, children, max_size=4)
-    ),
-    max_leaves=12,
-)
 # Objects shaped like the protocol's frames, with fields of the right and wrong types.
 frame_objects = st.fixed_dictionaries(
     {},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import UTC, date, datetime, time, timedelta
 
+import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from core.database import Database
 from core.timezones import TIME_ZONES, local_to_utc
 from live import service
 from live.service import LiveError
+from tests.support.fuzz import fuzz_examples
 
 # A Friday at 13:00 in Paris, passed as `now` so that no example depends on the clock.
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -37,7 +39,7 @@ DOCUMENTED_CODES = {
 
 # Examples per backend, below Hypothesis's default of 100 to keep the suite fast:
 # every stored example commits a live.
-EXAMPLES = 60
+EXAMPLES = fuzz_examples(60)
 
 # Any form value a browser can send: text from the whole of Unicode except
 # surrogates, which form decoding never produces.
@@ -89,6 +91,7 @@ def cleaned(raw: str) -> str:
     return unicodedata.normalize("NFC", raw.replace("\r\n", "\n")).strip()
 
 
+@pytest.mark.fuzz
 @settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -3,12 +3,20 @@ reader, as the text frames they carry. A batch joins them in seq order."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from chat.hub import EventBatch
+from chat.log import dump_frame
+from chat.text import InvalidTextError, clean_text
 from core.websocket import encode_text_frame
+from tests.support.fuzz import fuzz_examples
 
 
 def parse_frames(data: bytes) -> list[Frame]:
@@ -58,3 +66,31 @@ def test_batch_reports_gap() -> None:
     """A subscriber that has not reached the batch's first seq minus one gets None."""
     batch = EventBatch([(7, '{"seq":7}')])
     assert batch.frames_after(5) is None
+
+
+@pytest.mark.fuzz
+@settings(max_examples=fuzz_examples(200))
+@given(
+    texts=st.lists(st.text(st.characters(codec=None), min_size=1, max_size=1000), max_size=4),
+    after=st.integers(0, 4),
+)
+@example(texts=["😀" * 1000, "a" * 125, "é" * 63], after=0)
+def test_event_frames_any_text(texts: list[str], after: int) -> None:
+    """Every message text a client may send reaches the other clients as the event it
+    was stored as, through the frames encoded once per process."""
+    cleaned = []
+    for raw in texts:
+        try:
+            cleaned.append(clean_text(raw))
+        except InvalidTextError:
+            continue
+    assume(cleaned)
+    events: list[dict[str, Any]] = [
+        {"type": "event", "seq": seq, "text": text} for seq, text in enumerate(cleaned, 1)
+    ]
+    batch = EventBatch([(seq, dump_frame(event)) for seq, event in enumerate(events, 1)])
+
+    frames = batch.frames_after(min(after, len(events)))
+    assert frames is not None
+    received = [json.loads(bytes(frame.data).decode()) for frame in parse_frames(frames)]
+    assert received == events[min(after, len(events)) :]
