@@ -12,6 +12,8 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
@@ -100,9 +102,18 @@ class ServerPeer:
     def __repr__(self) -> str:
         return f"ServerPeer({self.peer_id})"
 
-    def add_track(self, track: MediaStreamTrack) -> None:
+    def add_track(self, track: MediaStreamTrack) -> RTCRtpSender:
         """Send `track` to the browser; call before `answer`."""
-        self.pc.addTrack(track)
+        sender: RTCRtpSender = self.pc.addTrack(track)
+        return sender
+
+    def transceiver_of(self, sender: RTCRtpSender) -> RTCRtpTransceiver:
+        """Return the transceiver of one of this peer's senders."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.sender is sender:
+                found: RTCRtpTransceiver = transceiver
+                return found
+        raise ValueError(f"{self!r}: {sender!r} is not one of this peer's senders")
 
     async def answer(self, offer_sdp: str, purpose: OfferPurpose) -> str:
         """Apply the browser's offer and return the answer with all of its candidates.

@@ -1,0 +1,76 @@
+"""Guards on the private parts of aiortc that signaling/aiortc_hooks.py relies on.
+
+These fail when an aiortc release renames or reshapes them, before any live does;
+tests/integration/test_media_encode_once.py checks that they work with real peers.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aiortc
+from aiortc import RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, RtpSender
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+
+from signaling.aiortc_hooks import H264_PROFILE_LEVEL_ID, h264_preferences
+
+
+def test_aiortc_version_is_pinned_range() -> None:
+    major, minor = (int(part) for part in aiortc.__version__.split(".")[:2])
+    assert (major, minor) == (1, 16)
+
+
+def test_sender_rtcp_handler_signature() -> None:
+    """Guards against a rename or a new parameter of the coroutine that
+    `listen_to_rtcp` wraps on each viewer's video sender."""
+    handler = RTCRtpSender._handle_rtcp_packet
+    assert inspect.iscoroutinefunction(handler)
+    assert list(inspect.signature(handler).parameters) == ["self", "packet"]
+    # the DTLS transport's own interface for senders names both private members
+    assert "_handle_rtcp_packet" in dir(RtpSender)
+    assert "_ssrc" in RtpSender.__annotations__
+
+
+def test_dtls_transport_awaits_handler_on_instance() -> None:
+    """Guards against the transport calling the handler through the class (which would
+    bypass the instance attribute) or stopping to call it at all."""
+    source = inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "recipient._handle_rtcp_packet(packet)" in source
+
+
+def test_router_sends_picture_loss_to_sender_by_ssrc() -> None:
+    class Sender:
+        _ssrc = 1234
+
+        async def _handle_rtcp_packet(self, packet: object) -> None:
+            pass
+
+    router = RtpRouter()
+    sender = Sender()
+    router.register_sender(sender, sender._ssrc)
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=99, media_ssrc=1234)
+    assert router.route_rtcp(packet) == {sender}
+
+
+def test_sender_ssrc_attribute_set_at_construction() -> None:
+    source = inspect.getsource(RTCRtpSender.__init__)
+    assert "self._ssrc = random32()" in source
+
+
+def test_encoders_pack_pre_encoded_packets() -> None:
+    """Guards against the public behaviour the encode-once path rests on: a sender
+    whose track yields packets packs them instead of encoding."""
+    for encoder in (H264Encoder, OpusEncoder):
+        assert list(inspect.signature(encoder.pack).parameters) == ["self", "packet"]
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "self.__encoder.pack(data)" in source
+
+
+def test_h264_preferences_offer_constrained_baseline_only() -> None:
+    preferences = h264_preferences()
+    assert [codec.mimeType for codec in preferences] == ["video/H264", "video/rtx"]
+    assert preferences[0].parameters["profile-level-id"] == H264_PROFILE_LEVEL_ID
+    assert preferences[0].parameters["packetization-mode"] == "1"
