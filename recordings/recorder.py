@@ -239,7 +239,13 @@ class LiveRecorder:
                     kind.value,
                 )
             return
-        self._queue.put(_QueuedFrame(kind, now - self._origin_monotonic, frame))
+        captured = self._capture_time(frame, now)
+        self._queue.put(_QueuedFrame(kind, max(0.0, captured - self._origin_monotonic), frame))
+
+    def _capture_time(self, frame: AudioFrame | VideoFrame | Packet[Any], now: float) -> float:
+        """Return when `frame` reached the server, on the monotonic clock: when it reached
+        the recorder, unless a subclass overrides it."""
+        return now
 
     def _run_writer(
         self, loop: asyncio.AbstractEventLoop, has_video: bool, has_audio: bool
@@ -340,3 +346,10 @@ class PacketRecorder(LiveRecorder):
 
     def __repr__(self) -> str:
         return f"PacketRecorder(live {self.live_id})"
+
+    def _capture_time(self, frame: AudioFrame | VideoFrame | Packet[Any], now: float) -> float:
+        # The live's encoder stores in `opaque` when the packet's source frame arrived,
+        # so that the time spent encoding does not shift the picture against the sound.
+        if isinstance(frame, Packet) and isinstance(frame.opaque, float):
+            return frame.opaque
+        return now

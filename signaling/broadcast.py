@@ -166,6 +166,8 @@ class LiveBroadcast:
             )
             for quality, layer_packets in packets.items():
                 for packet in layer_packets:
+                    # the recorder stamps packets with the time their frame arrived
+                    packet.opaque = arrived
                     self.video_feeds[quality].publish(packet)
 
     def _open_layers(self, frame: VideoFrame) -> None:

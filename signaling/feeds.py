@@ -281,6 +281,7 @@ def _restamped(packet: Packet[Any], pts: int) -> Packet[Any]:
     copy.dts = pts
     copy.time_base = packet.time_base
     copy.is_keyframe = packet.is_keyframe
+    copy.opaque = packet.opaque
     return copy
 
 

@@ -1,12 +1,15 @@
-"""LiveRecorder and finish_recording on real aiortc tracks, checked with PyAV.
+"""LiveRecorder, PacketRecorder and finish_recording on real aiortc tracks, checked with
+PyAV.
 
 The synthetic tracks pace themselves in real time, so each recording here lasts as
-long as its frame count gives (30 video frames or 50 audio frames per second).
+long as its frame count gives (30 video frames or 50 audio frames per second). The
+packet recorder records what a live's shared encoder makes of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
@@ -16,14 +19,17 @@ from pathlib import Path
 import av
 import pytest
 from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
 
 from core.database import Database
 from core.settings import Settings
 from live.models import Live
 from recordings import service
 from recordings.models import Recording, RecordingStatus
-from recordings.recorder import LiveRecorder, RecorderState, RecordingError
+from recordings.recorder import LiveRecorder, PacketRecorder, RecorderState, RecordingError
 from recordings.writer import started_at_path
+from signaling.broadcast import LiveBroadcast
+from signaling.tasks import TaskSupervisor
 from tests.support.recording_setup import (
     create_live,
     create_member,
@@ -73,11 +79,31 @@ def recorder_tasks() -> list[asyncio.Task[object]]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def shared_encoder(
+    video: MovingPictureTrack, audio: ToneTrack
+) -> AsyncIterator[tuple[MediaStreamTrack, MediaStreamTrack]]:
+    """Run a live's shared encoders on `video` and `audio`; yield the recorder's tracks:
+    the high layer's H.264 packets and the decoded audio."""
+    broadcast = LiveBroadcast(7, video, audio)
+    tasks = TaskSupervisor("test broadcast")
+    broadcast.start(tasks)
+    try:
+        yield broadcast.recorder_tracks()
+    finally:
+        video.stop()
+        audio.stop()
+        await tasks.close()
+        await broadcast.close()
+
+
+@pytest.mark.parametrize("recorder_class", [LiveRecorder, PacketRecorder])
 async def test_recording_finishes_into_playable_mp4(
-    database: Database, settings: Settings, live: Live
+    database: Database, settings: Settings, live: Live, recorder_class: type[LiveRecorder]
 ) -> None:
     """Guards against a replay that lacks a stream, loses frames or drifts in length,
-    keeps its index at the end (no playback while downloading), or has no poster."""
+    keeps its index at the end (no playback while downloading), or has no poster; from
+    decoded frames, and from the packets of the live's shared encoder."""
     statuses: list[tuple[int, RecordingStatus, str | None]] = []
 
     def listen(
@@ -90,10 +116,16 @@ async def test_recording_finishes_into_playable_mp4(
         recording_id, raw_path = await service.begin_recording(database, settings, live.id)
         video = MovingPictureTrack(frame_target=VIDEO_FRAME_TARGET)
         audio = ToneTrack()
-        recorder = LiveRecorder(live.id, raw_path)
-        await recorder.start(video, audio)
-        await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
-        await recorder.stop()
+        recorder = recorder_class(live.id, raw_path)
+        if recorder_class is PacketRecorder:
+            async with shared_encoder(video, audio) as (packets, decoded_audio):
+                await recorder.start(packets, decoded_audio)
+                await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
+                await recorder.stop()
+        else:
+            await recorder.start(video, audio)
+            await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
+            await recorder.stop()
         await service.finish_recording(database, settings, recording_id, recorder.started_at)
     finally:
         service.remove_status_listener(listen)
