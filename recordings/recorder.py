@@ -348,8 +348,11 @@ class PacketRecorder(LiveRecorder):
         return f"PacketRecorder(live {self.live_id})"
 
     def _capture_time(self, frame: AudioFrame | VideoFrame | Packet[Any], now: float) -> float:
-        # The live's encoder stores in `opaque` when the packet's source frame arrived,
-        # so that the time spent encoding does not shift the picture against the sound.
-        if isinstance(frame, Packet) and isinstance(frame.opaque, float):
-            return frame.opaque
+        # The live's encoder stores in the packet's `opaque` an object whose `arrived`
+        # is when the source frame reached the server (signaling.aiortc_hooks), so that
+        # the time spent encoding does not shift the picture against the sound.
+        if isinstance(frame, Packet):
+            arrived = getattr(frame.opaque, "arrived", None)
+            if isinstance(arrived, float):
+                return arrived
         return now

@@ -13,6 +13,7 @@ keyframe, so its first packet is one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import time
@@ -25,6 +26,7 @@ from av.audio.frame import AudioFrame
 from av.packet import Packet
 from av.video.frame import VideoFrame
 
+from signaling.aiortc_hooks import packetize_audio, packetize_video
 from signaling.encoding import LayerEncoder, OpusEncoder, Quality, VideoLayer, plan_layers
 from signaling.feeds import (
     EncodedAudioTrack,
@@ -37,13 +39,19 @@ from signaling.tasks import TaskSupervisor
 
 logger = logging.getLogger(__name__)
 
+# Decoded frames may wait this many for the encoder thread. Frames reach the event loop
+# in bursts when it is busy, so a single slot would drop the first of two frames that
+# arrive together; above it the oldest waiting frame is dropped, which bounds the delay
+# the backlog adds to 4 frames (133 ms at 30 frames per second).
+ENCODER_BACKLOG_FRAMES = 4
+
 
 @dataclass
 class BroadcastCounts:
     """Frame counts of one broadcast since it started, read by tests and benchmarks."""
 
     video_frames_received: int = 0
-    # frames replaced by a newer one before the encoder thread was free
+    # frames dropped from a full backlog before the encoder thread took them
     video_frames_skipped: int = 0
     audio_frames_received: int = 0
 
@@ -76,7 +84,8 @@ class LiveBroadcast:
         self.first_media = asyncio.Event()
         self._opus = OpusEncoder()
         self._audio_frame_tracks: list[FrameQueueTrack] = []
-        self._next_frame: tuple[VideoFrame, float] | None = None
+        # frames waiting for the encoder thread, with the time each arrived
+        self._backlog: collections.deque[tuple[VideoFrame, float]] = collections.deque()
         self._frame_ready = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"encoder-live-{live_id}"
@@ -134,20 +143,20 @@ class LiveBroadcast:
                 raise TypeError(f"video track returned {type(frame).__name__}")
             self.counts.video_frames_received += 1
             self.first_media.set()
-            if self._next_frame is not None:
+            if len(self._backlog) >= ENCODER_BACKLOG_FRAMES:
+                self._backlog.popleft()
                 self.counts.video_frames_skipped += 1
-            self._next_frame = (frame, time.monotonic())
+            self._backlog.append((frame, time.monotonic()))
             self._frame_ready.set()
 
     async def _encode_video(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._frame_ready.wait()
-            self._frame_ready.clear()
-            if self._next_frame is None:
+            if not self._backlog:
+                self._frame_ready.clear()
+                await self._frame_ready.wait()
                 continue
-            frame, arrived = self._next_frame
-            self._next_frame = None
+            frame, arrived = self._backlog.popleft()
 
             if self.layers is None:
                 self._open_layers(frame)
@@ -166,8 +175,7 @@ class LiveBroadcast:
             )
             for quality, layer_packets in packets.items():
                 for packet in layer_packets:
-                    # the recorder stamps packets with the time their frame arrived
-                    packet.opaque = arrived
+                    packetize_video(packet, arrived)
                     self.video_feeds[quality].publish(packet)
 
     def _open_layers(self, frame: VideoFrame) -> None:
@@ -204,5 +212,7 @@ class LiveBroadcast:
                 track.push(frame)
             if self.audio_feed.consumer_count:
                 # 0.1 to 0.2 ms a frame: cheaper inline than a hop to a thread
+                arrived = time.monotonic()
                 for packet in self._opus.encode(frame):
+                    packetize_audio(packet, arrived)
                     self.audio_feed.publish(packet)

@@ -28,9 +28,20 @@ from aiortc.rtp import (
 )
 
 from core.settings import MediaPath
-from signaling.aiortc_hooks import listen_to_rtcp, prefer_h264, sender_ssrc
+from signaling.aiortc_hooks import (
+    listen_to_rtcp,
+    prefer_h264,
+    sender_ssrc,
+    use_shared_packetizer,
+)
 from signaling.broadcast import LiveBroadcast
-from signaling.encoding import OPUS_BIT_RATE, Quality, VideoLayer, plan_layers
+from signaling.encoding import (
+    OPUS_BIT_RATE,
+    OPUS_SAMPLE_RATE,
+    Quality,
+    VideoLayer,
+    plan_layers,
+)
 from signaling.feeds import EncodedVideoTrack
 from signaling.peers import ServerPeer
 from signaling.quality import QualityController, QualityThresholds
@@ -43,6 +54,8 @@ logger = logging.getLogger(__name__)
 # Called with the exception of a fan-out task that failed.
 FailureHandler = Callable[[BaseException], None]
 
+# RTP's clock rate for video.
+VIDEO_CLOCK_RATE = 90_000
 # The layers assumed before the host's first picture gives their sizes: those of a
 # 720p camera, whose high layer needs the most bandwidth.
 ASSUMED_LAYERS = plan_layers(1280, 720)
@@ -239,9 +252,11 @@ class EncodeOnceFanout:
             )
         quality = start_quality(offer, self.broadcast.layers)
         audio, video = self.broadcast.viewer_tracks(quality, peer.peer_id)
-        peer.add_track(audio)
+        audio_sender = peer.add_track(audio)
         sender = peer.add_track(video)
         prefer_h264(peer.transceiver_of(sender))
+        use_shared_packetizer(audio_sender, OPUS_SAMPLE_RATE)
+        use_shared_packetizer(sender, VIDEO_CLOCK_RATE)
 
         controller = QualityController(quality, time.monotonic(), thresholds, peer.peer_id)
         feedback = ViewerFeedback(video, controller, sender_ssrc(sender))

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import time
+from copy import copy as shallow_copy
 from typing import Any, Protocol
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -281,7 +282,10 @@ def _restamped(packet: Packet[Any], pts: int) -> Packet[Any]:
     copy.dts = pts
     copy.time_base = packet.time_base
     copy.is_keyframe = packet.is_keyframe
-    copy.opaque = packet.opaque
+    # The stored RTP payloads hold no timestamp, so they serve the copy as they are. But
+    # the copy needs its own object: PyAV 18 keys opaque values by id() and drops the
+    # value when a packet holding it is freed, which would empty the other packet's.
+    copy.opaque = shallow_copy(packet.opaque)
     return copy
 
 

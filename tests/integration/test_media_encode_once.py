@@ -13,6 +13,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.sdp import SessionDescription
 
+from signaling.aiortc_hooks import SharedPacketizer
 from signaling.broadcast import LiveBroadcast
 from signaling.encoding import Quality
 from signaling.fanout import EncodeOnceFanout, EncodeOnceViewer
@@ -150,16 +151,16 @@ async def test_encode_once_viewers_share_layer_encoders(data_dir: Any) -> None:
             assert abs(encoded[quality] - frames) <= 1, (quality, encoded, frames)
         assert all(share >= MIN_DECODED_SHARE for share in shares), shares
 
-        # the viewers' senders only packed the packets they were given
+        # the viewers' senders only handed out the payloads computed once per packet
         for media in server_viewers(setting):
             assert media.video.packets_queued > 0
         for viewer_peer in session_of(setting).viewers.values():
             for transceiver in viewer_peer.peer.pc.getTransceivers():
                 sender: RTCRtpSender = transceiver.sender
                 encoder = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
-                if transceiver.kind == "video":
-                    # aiortc's H264Encoder creates its libx264 context on its first encode
-                    assert encoder.codec is None
+                assert isinstance(encoder, SharedPacketizer)
+                assert encoder.packets_packed > 0
+                assert encoder.packets_packetized_here == 0
 
         await close_all([host, *clients], [publisher, *viewers])
 

@@ -23,6 +23,7 @@ from tests.support.signaling_peers import (
     start_publishing,
     start_watching,
 )
+from tests.support.synthetic_media import TONE_FRAME_SAMPLES
 
 # Frames counted per viewer: three seconds of picture.
 WINDOW_FRAMES = 3 * PICTURE_FRAME_RATE
@@ -41,21 +42,22 @@ pytestmark = pytest.mark.slow
 
 async def count_window(viewer: Viewer, publisher: Publisher) -> tuple[int, int, int]:
     """Count, over the next WINDOW_FRAMES frames sent, the video frames the viewer
-    decodes, and the audio frames sent and received meanwhile.
+    decodes, and the audio samples sent and received meanwhile. Samples, not frames:
+    the server may pack audio into longer frames than the publisher's 20 ms.
 
-    Returns (video frames decoded of the window, audio frames sent, audio received).
+    Returns (video frames decoded of the window, audio samples sent, audio received).
     """
     first = publisher.video.frames_sent
     last = first + WINDOW_FRAMES - 1
-    audio_sent_before = publisher.audio.frames_sent
-    audio_received_before = viewer.audio_frames
+    audio_sent_before = publisher.audio.frames_sent * TONE_FRAME_SAMPLES
+    audio_received_before = viewer.audio_samples
 
     # frames arrive in order, so once a later frame is decoded, no window frame is in flight
     await viewer.wait_for_frame_number(last + 1)
 
     decoded = len(viewer.numbers_between(first, last))
-    audio_sent = publisher.audio.frames_sent - audio_sent_before
-    audio_received = viewer.audio_frames - audio_received_before
+    audio_sent = publisher.audio.frames_sent * TONE_FRAME_SAMPLES - audio_sent_before
+    audio_received = viewer.audio_samples - audio_received_before
     return decoded, audio_sent, audio_received
 
 

@@ -164,6 +164,8 @@ class Viewer:
         # (width, height) of each decoded video frame, in the order decoded
         self.frame_sizes: list[tuple[int, int]] = []
         self.audio_frames = 0
+        # samples of the decoded audio, which counts its duration whatever the frame size
+        self.audio_samples = 0
         self.loudest_audio_rms = 0.0
         self.first_frame = asyncio.Event()
         self.connected = asyncio.Event()
@@ -271,6 +273,7 @@ class Viewer:
                 rms = math.sqrt(float(np.mean(samples**2)))
                 self.loudest_audio_rms = max(self.loudest_audio_rms, rms)
                 self.audio_frames += 1
+                self.audio_samples += frame.samples
 
     def _absolute_number(self, number_modulo: int) -> int:
         # the frame was sent at most a few hundred frames ago: take the latest number

@@ -7,15 +7,26 @@ tests/integration/test_media_encode_once.py checks that they work with real peer
 from __future__ import annotations
 
 import inspect
+from fractions import Fraction
 
 import aiortc
+import numpy as np
+import pytest
 from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, RtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from av import VideoFrame
 
-from signaling.aiortc_hooks import H264_PROFILE_LEVEL_ID, h264_preferences
+from signaling.aiortc_hooks import (
+    H264_PROFILE_LEVEL_ID,
+    SharedPacketizer,
+    h264_preferences,
+    packetize_video,
+    video_payloads,
+)
+from signaling.encoding import LayerEncoder, Quality, VideoLayer
 
 
 def test_aiortc_version_is_pinned_range() -> None:
@@ -60,6 +71,15 @@ def test_sender_ssrc_attribute_set_at_construction() -> None:
     assert "self._ssrc = random32()" in source
 
 
+def test_sender_keeps_encoder_set_before_start() -> None:
+    """Guards against a sender that replaces the SharedPacketizer set before it starts,
+    which would packetize every frame again for each viewer."""
+    assert "self.__encoder: Optional[Encoder] = None" in inspect.getsource(RTCRtpSender.__init__)
+    source = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "if self.__encoder is None:" in source
+    assert "self.__encoder = get_encoder(codec)" in source
+
+
 def test_encoders_pack_pre_encoded_packets() -> None:
     """Guards against the public behaviour the encode-once path rests on: a sender
     whose track yields packets packs them instead of encoding."""
@@ -74,3 +94,30 @@ def test_h264_preferences_offer_constrained_baseline_only() -> None:
     assert [codec.mimeType for codec in preferences] == ["video/H264", "video/rtx"]
     assert preferences[0].parameters["profile-level-id"] == H264_PROFILE_LEVEL_ID
     assert preferences[0].parameters["packetization-mode"] == "1"
+
+
+def test_shared_packetizer_hands_out_stored_payloads() -> None:
+    """Guards against viewers' senders receiving other payloads or timestamps than
+    aiortc's own packetizer would make of the same packet."""
+    encoder = LayerEncoder(VideoLayer(Quality.HIGH, 640, 360, 500_000))
+    frame = VideoFrame.from_ndarray(
+        np.random.default_rng(1).integers(0, 256, (540, 640), dtype=np.uint8), format="yuv420p"
+    )
+    frame.pts = 90_000
+    frame.time_base = Fraction(1, 90_000)
+    (packet,) = encoder.encode(frame, keyframe=True)
+    expected_payloads, expected_timestamp = H264Encoder().pack(packet)
+    assert len(expected_payloads) > 1
+
+    packetizer = SharedPacketizer(90_000, video_payloads)
+    # a packet the live did not packetize is packetized here, the same way
+    assert packetizer.pack(packet) == (expected_payloads, expected_timestamp)
+    assert packetizer.packets_packetized_here == 1
+
+    packetize_video(packet, arrived=12.5)
+    assert packetizer.pack(packet) == (expected_payloads, expected_timestamp)
+    assert expected_timestamp == 90_000
+    assert packetizer.packets_packed == 2
+    assert packetizer.packets_packetized_here == 1
+    with pytest.raises(TypeError, match=r"expected an encoded av\.Packet"):
+        packetizer.encode(frame)

@@ -4,6 +4,7 @@ real PyAV encoders and no network."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from fractions import Fraction
 from typing import Any
@@ -15,6 +16,7 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 from av.packet import Packet
 
+from signaling.aiortc_hooks import PacketizedFrame, packetize_video
 from signaling.encoding import (
     OPUS_FRAME_SAMPLES,
     LayerEncoder,
@@ -253,3 +255,23 @@ async def test_encoded_video_track_stop_ends_waiting_recv() -> None:
     track.stop()
     with pytest.raises(MediaStreamError):
         await asyncio.wait_for(waiting, WAIT_TIMEOUT_SECS)
+
+
+async def test_restamped_keyframe_keeps_payloads_after_original_freed() -> None:
+    """Guards against the copy of a switching keyframe losing its RTP payloads when the
+    original packet is freed: PyAV keys a packet's opaque value by id()."""
+    feeds = two_feeds()
+    high, low = feeds[Quality.HIGH], feeds[Quality.LOW]
+    track = EncodedVideoTrack(feeds, Quality.HIGH, "test")
+    track._started()
+    high.publish(keyed(1, True))
+    track.switch(Quality.LOW)
+    high.publish(keyed(2, False))
+    original = keyed(2, True)
+    packetize_video(original, arrived=1.0)
+    low.publish(original)
+    del original
+    gc.collect()
+    sent = await drain(track)
+    assert sent[-1].pts == 2 * FRAME_STEP + 1
+    assert isinstance(sent[-1].opaque, PacketizedFrame)
