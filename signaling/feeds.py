@@ -26,9 +26,9 @@ from signaling.keyframes import KeyframePolicy, RequestSource
 logger = logging.getLogger(__name__)
 
 # Packets waiting in one consumer's video track. The track of a sender that drains it
-# normally contains one or two, and 30 frames (one second at 30 frames per second) means it
-# stopped reading for a while, and the track starts again from the next keyframe rather
-# than send a second of stale picture.
+# normally contains one or two. 30 frames (one second at 30 frames per second) mean that
+# it stopped reading for a while, so the track starts again from the next keyframe
+# rather than send a second of stale picture.
 VIDEO_QUEUE_MAX_PACKETS = 30
 # Audio packets waiting in one consumer's track: 20 ms each, so half a second. Above
 # it the oldest go, because late sound is worse than a short gap.
