@@ -16,9 +16,9 @@ from aiortc.sdp import SessionDescription
 from signaling.aiortc_hooks import SharedPacketizer
 from signaling.broadcast import LiveBroadcast
 from signaling.encoding import Quality
-from signaling.fanout import EncodeOnceFanout, EncodeOnceViewer
 from signaling.keyframes import KeyframeCounts
 from signaling.media import LiveMediaSession
+from signaling.media_fanout import EncodeOnceFanout, EncodeOnceViewer
 from signaling.quality import QualityThresholds
 from tests.support.signaling_peers import (
     EVENT_TIMEOUT_SECS,

@@ -7,7 +7,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from signaling.encoding import Quality, plan_layers
-from signaling.fanout import start_quality
+from signaling.media_fanout import start_quality
 from signaling.sdp import OfferPurpose, OfferSummary, check_offer, declared_bandwidth
 from tests.support.signaling_peers import rtc_configuration, with_video_bandwidth
 
