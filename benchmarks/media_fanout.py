@@ -139,16 +139,22 @@ def process_cpu_secs(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SEC
 
 
-def runqueue_wait_secs(pid: int) -> float:
-    """Seconds that the threads of process `pid` spent ready to run but waiting for a
-    CPU, from /proc/<pid>/task/*/schedstat; threads that ended meanwhile are missed."""
-    total_ns = 0
+def runqueue_wait_ns(pid: int) -> dict[str, int]:
+    """Map each thread id of process `pid` to the nanoseconds it spent ready to run but
+    waiting for a CPU, from /proc/<pid>/task/*/schedstat."""
+    waits = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total_ns += int((task / "schedstat").read_text().split()[1])
+            waits[task.name] = int((task / "schedstat").read_text().split()[1])
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return total_ns / 1e9
+    return waits
+
+
+def runqueue_wait_secs_between(before: dict[str, int], after: dict[str, int]) -> float:
+    """Seconds of waiting for a CPU between two `runqueue_wait_ns` snapshots. Threads
+    that ended in between are missed, so this is a lower bound."""
+    return sum(waited - before.get(thread, 0) for thread, waited in after.items()) / 1e9
 
 
 def pin_process(pid: int, core: int) -> None:
@@ -296,7 +302,7 @@ async def measure(
     sent_before = video.frames_sent
     pin_server(server)
     server_before = process_cpu_secs(server.process.pid)
-    wait_before = runqueue_wait_secs(server.process.pid)
+    wait_before = runqueue_wait_ns(server.process.pid)
     receivers_before = sum(viewer.cpu_secs() for viewer in viewers)
     own_before = own_cpu_secs()
     ticks_before = cpu_jiffies()
@@ -306,7 +312,7 @@ async def measure(
 
     elapsed = time.monotonic() - started
     server_cpu = process_cpu_secs(server.process.pid) - server_before
-    server_wait = runqueue_wait_secs(server.process.pid) - wait_before
+    server_wait = runqueue_wait_secs_between(wait_before, runqueue_wait_ns(server.process.pid))
     receivers_cpu = sum(viewer.cpu_secs() for viewer in viewers) - receivers_before
     own_cpu = own_cpu_secs() - own_before
     ticks_after = cpu_jiffies()

@@ -223,6 +223,7 @@ class LiveMediaSession:
         except InvalidOfferError:
             await viewer.close()
             raise
+        media.start()
         self.viewers[listener] = viewer
         return answer
 

@@ -1,7 +1,8 @@
 """The two media paths between a live's published tracks and its viewers and recorder.
 
-`EncodeOnceFanout` (the default) encodes each video layer and the audio once per live
-and gives every viewer's sender packets to packetize. `RelayFanout` is aiortc's
+`EncodeOnceFanout` (the default) encodes each video layer and the audio once per live,
+and packetizes each packet once. Each viewer's lean RTP sender (signaling.rtp_sender)
+only writes RTP headers and encrypts those payloads. `RelayFanout` is aiortc's
 MediaRelay, where every viewer's sender encodes on its own; it stays for comparison
 (benchmarks/media_fanout.py).
 """
@@ -10,64 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Protocol
 
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import (
-    RTCP_PSFB_APP,
-    RTCP_PSFB_FIR,
-    RTCP_PSFB_PLI,
-    AnyRtcpPacket,
-    RtcpPsfbPacket,
-    RtcpRrPacket,
-    RtcpSrPacket,
-    unpack_remb_fci,
-)
 
 from core.settings import MediaPath
-from signaling.aiortc_hooks import (
-    listen_to_rtcp,
-    prefer_h264,
-    sender_ssrc,
-    use_shared_packetizer,
-)
 from signaling.broadcast import LiveBroadcast
-from signaling.encoding import (
-    OPUS_BIT_RATE,
-    OPUS_SAMPLE_RATE,
-    Quality,
-    VideoLayer,
-    plan_layers,
-)
-from signaling.feeds import EncodedVideoTrack
 from signaling.peers import ServerPeer
-from signaling.quality import QualityController, QualityThresholds
+from signaling.quality import QualityThresholds
 from signaling.sdp import InvalidOfferError, OfferSummary
 from signaling.tasks import TaskSupervisor
 from signaling.tracks import PublishedTrack, RelaySubscription
+from signaling.viewer_media import EncodeOnceViewer, start_quality
 
 logger = logging.getLogger(__name__)
 
 # Called with the exception of a fan-out task that failed.
 FailureHandler = Callable[[BaseException], None]
 
-# RTP's clock rate for video.
-VIDEO_CLOCK_RATE = 90_000
-# The layers assumed before the host's first picture gives their sizes: those of a
-# 720p camera, whose high layer needs the most bandwidth.
-ASSUMED_LAYERS = plan_layers(1280, 720)
-
 
 class ViewerMedia(Protocol):
     """The tracks a viewer peer sends, and how it follows the viewer's link."""
 
-    tracks: list[MediaStreamTrack]
+    def start(self) -> None:
+        """Start sending, once the peer's answer is set."""
 
     def stop(self) -> None:
-        """Stop the tracks; the peer connection is closed by its owner."""
+        """Stop sending and stop the tracks; the peer connection is closed by its owner."""
 
 
 class Fanout(Protocol):
@@ -106,6 +78,9 @@ def create_fanout(
 class RelayViewer:
     def __init__(self, tracks: list[MediaStreamTrack]) -> None:
         self.tracks = tracks
+
+    def start(self) -> None:
+        pass
 
     def stop(self) -> None:
         for track in self.tracks:
@@ -162,71 +137,6 @@ class RelayFanout:
         pass
 
 
-class ViewerFeedback:
-    """Turns the RTCP that one viewer's receiver sends about its video into keyframe
-    requests to the shared encoder and moves between layers."""
-
-    def __init__(self, track: EncodedVideoTrack, controller: QualityController, ssrc: int) -> None:
-        self.track = track
-        self.controller = controller
-        self.ssrc = ssrc
-        self.loss_reports = 0
-        self.receiver_reports = 0
-        self.bandwidth_estimates = 0
-
-    def __call__(self, packet: AnyRtcpPacket) -> None:
-        now = time.monotonic()
-        move: Quality | None = None
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            self.loss_reports += 1
-            self.track.request_keyframe()
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            move = self._bandwidth_estimate(now, packet)
-        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc == self.ssrc:
-                    self.receiver_reports += 1
-                    move = self.controller.receiver_report(now, report.fraction_lost, report.jitter)
-        if move is not None:
-            self.track.switch(move)
-
-    def _bandwidth_estimate(self, now: float, packet: RtcpPsfbPacket) -> Quality | None:
-        try:
-            bit_rate, ssrcs = unpack_remb_fci(packet.fci)
-        except ValueError:
-            return None
-        feed = self.track.feed
-        if self.ssrc not in ssrcs or feed is None:
-            return None
-        self.bandwidth_estimates += 1
-        return self.controller.bandwidth_estimate(now, bit_rate, feed.meter.bit_rate(now))
-
-
-class EncodeOnceViewer:
-    def __init__(self, tracks: list[MediaStreamTrack], feedback: ViewerFeedback) -> None:
-        self.tracks = tracks
-        self.feedback = feedback
-
-    @property
-    def video(self) -> EncodedVideoTrack:
-        return self.feedback.track
-
-    def stop(self) -> None:
-        for track in self.tracks:
-            track.stop()
-
-
-def start_quality(offer: OfferSummary, layers: dict[Quality, VideoLayer] | None) -> Quality:
-    """Return the layer a viewer starts on: the high one, unless the bandwidth their
-    offer declares (`b=AS` or `b=TIAS` in the video section) cannot carry it."""
-    if offer.video_bandwidth_bps is None:
-        return Quality.HIGH
-    high = (layers or ASSUMED_LAYERS)[Quality.HIGH]
-    if offer.video_bandwidth_bps >= high.bit_rate + OPUS_BIT_RATE:
-        return Quality.HIGH
-    return Quality.LOW
-
-
 class EncodeOnceFanout:
     """The live's shared encoders (`LiveBroadcast`), with each viewer's video limited to
     H.264 and followed by a quality controller."""
@@ -252,15 +162,7 @@ class EncodeOnceFanout:
             )
         quality = start_quality(offer, self.broadcast.layers)
         audio, video = self.broadcast.viewer_tracks(quality, peer.peer_id)
-        audio_sender = peer.add_track(audio)
-        sender = peer.add_track(video)
-        prefer_h264(peer.transceiver_of(sender))
-        use_shared_packetizer(audio_sender, OPUS_SAMPLE_RATE)
-        use_shared_packetizer(sender, VIDEO_CLOCK_RATE)
-
-        controller = QualityController(quality, time.monotonic(), thresholds, peer.peer_id)
-        feedback = ViewerFeedback(video, controller, sender_ssrc(sender))
-        listen_to_rtcp(sender, feedback)
+        viewer = EncodeOnceViewer(peer, audio, video, quality, thresholds)
         logger.info(
             "%r live=%s: starts on the %s layer (declared %s bit/s)",
             peer,
@@ -268,7 +170,7 @@ class EncodeOnceFanout:
             quality.value,
             offer.video_bandwidth_bps,
         )
-        return EncodeOnceViewer([audio, video], feedback)
+        return viewer
 
     def recorder_tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]:
         return self.broadcast.recorder_tracks()
