@@ -20,6 +20,9 @@ frame and 3 s have passed, each step measures for `--seconds`:
   run (/proc/<pid>/task/*/schedstat), to tell when the receivers rather than the server
   ran out of CPU.
 
+The CPU per viewer of a path is the least-squares slope of the server CPU above the
+0-viewer step against served viewers: viewers times the share of frames they received.
+
 The server runs on core 0 alone; this process, the publisher and the viewer processes
 share core 1, so that the server's figures are those of one core. Other programs on the
 machine are not moved: the load average is recorded with each step. On a machine with
@@ -454,14 +457,23 @@ def report(point: Point) -> None:
     )
 
 
+def served_viewers(point: Point) -> float:
+    """Return the viewers of `point` weighted by the share of frames they received. A
+    server short of CPU sends fewer frames, and spends less CPU, for each viewer: on
+    the MediaRelay path each viewer's encoder skips the frames it has no time for."""
+    return point.viewers * (point.frames_delivered_ratio or 0.0)
+
+
 def marginal_cpu_per_viewer(points: list[Point], baseline: float) -> float | None:
-    """Least-squares slope, through the 0-viewer point, of server CPU over viewers, for
-    the points that held their delivery."""
-    held = [point for point in points if point.held and point.viewers]
-    if not held:
+    """Least-squares slope, through the 0-viewer point, of the server CPU above that
+    point against served viewers: the CPU seconds per second that one viewer who
+    receives every frame costs. Every measured step counts, including one whose delivery
+    broke, so that a path that breaks at its first step still gets a figure."""
+    measured = [point for point in points if served_viewers(point) > 0]
+    if not measured:
         return None
-    numerator = sum(point.viewers * (point.cpu_per_second - baseline) for point in held)
-    denominator = sum(point.viewers**2 for point in held)
+    numerator = sum(served_viewers(p) * (p.cpu_per_second - baseline) for p in measured)
+    denominator = sum(served_viewers(p) ** 2 for p in measured)
     return numerator / denominator
 
 
@@ -545,14 +557,23 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     figure, (per_viewer, total) = plt.subplots(1, 2, figsize=(11, 4.2))
     labels = {"encode_once": "encode once (shared H.264)", "relay": "MediaRelay (VP8 per viewer)"}
     for media_path, label in labels.items():
-        points = [p for p in summary["points"] if p["path"] == media_path and p["viewers"]]
+        points = [
+            p
+            for p in summary["points"]
+            if p["path"] == media_path and p["viewers"] and p["frames_delivered_ratio"]
+        ]
         if not points:
             continue
         baseline = summary["baseline_cpu_per_second"][media_path]
         viewers = [point["viewers"] for point in points]
         per_viewer.plot(
             viewers,
-            [1000 * (p["cpu_per_second"] - baseline) / p["viewers"] for p in points],
+            [
+                1000
+                * (p["cpu_per_second"] - baseline)
+                / (p["viewers"] * p["frames_delivered_ratio"])
+                for p in points
+            ],
             marker="o",
             label=label,
         )
@@ -560,7 +581,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     per_viewer.set_xscale("log")
     per_viewer.set_yscale("log")
     per_viewer.set_xlabel("viewers")
-    per_viewer.set_ylabel("server CPU ms per second of live, per viewer")
+    per_viewer.set_ylabel("server CPU ms per second of live, per served viewer")
     per_viewer.set_title("Cost of each viewer (above the 0-viewer cost)")
     per_viewer.grid(True, which="both", alpha=0.3)
     per_viewer.legend()
@@ -593,8 +614,8 @@ def main() -> int:
     parser.add_argument(
         "--relay-viewers",
         type=parse_counts,
-        default=parse_counts("10,20,30,40,50,75"),
-        help="viewer counts of the MediaRelay path, increasing (default: 10 to 75)",
+        default=parse_counts("2,5,10,15,20,30"),
+        help="viewer counts of the MediaRelay path, increasing (default: 2 to 30)",
     )
     parser.add_argument(
         "--paths",
