@@ -47,6 +47,8 @@ LOW_SIZE = (PICTURE_WIDTH // 2, PICTURE_HEIGHT // 2)
 HIGH_SIZE = (PICTURE_WIDTH, PICTURE_HEIGHT)
 # Every fourth video packet lost: a link bad enough for a move down at the first report.
 LOSSY_LINK_DROP_EVERY = 4
+# A viewer who joins must decode a picture sent within 2 s of its connection.
+LATE_VIEWER_PICTURE_MAX_FRAMES = 2 * PICTURE_FRAME_RATE
 # How long a viewer's reports stay clean before a move up, shortened for the test.
 TEST_UP_WAIT_SECS = 2.0
 
@@ -258,6 +260,36 @@ async def test_encode_once_loss_reports_cost_one_keyframe(data_dir: Any) -> None
             assert await decoded_share(viewer, publisher) >= MIN_DECODED_SHARE
 
         await close_all([host, *clients], [publisher, *viewers])
+
+
+async def test_encode_once_late_viewer_gets_keyframe(data_dir: Any) -> None:
+    """Guards against a viewer who joins a live in progress waiting for the periodic
+    keyframe, or longer than 2 s, for its first picture."""
+    async with running_live(data_dir) as setting:
+        host, publisher = await start_publishing(setting)
+        clients, viewers = await watch_all(setting, publisher, [None])
+        counts = keyframe_counts(setting, Quality.HIGH)
+
+        # join 4 frames (0.2 s) after a keyframe, so that the periodic one is 1.7 s away
+        keyframes_seen = counts.keyframes
+        await wait_until(lambda: counts.keyframes > keyframes_seen, "a keyframe")
+        frames_then = publisher.video.frames_sent
+        await wait_until(lambda: publisher.video.frames_sent >= frames_then + 4, "4 frames")
+        requests_before = counts.requests
+        late_client, late_viewer = await start_watching(
+            setting, setting.second_viewer_cookie, publisher
+        )
+        sent_when_connected = publisher.video.frames_sent
+
+        await asyncio.wait_for(late_viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+        # the late viewer's track asked the shared encoder for a keyframe
+        assert counts.requests > requests_before
+        # its first picture was sent within 2 s of its connection
+        first_number = late_viewer.frame_numbers[0]
+        assert first_number - sent_when_connected <= LATE_VIEWER_PICTURE_MAX_FRAMES
+        assert await decoded_share(late_viewer, publisher) >= MIN_DECODED_SHARE
+
+        await close_all([host, *clients, late_client], [publisher, *viewers, late_viewer])
 
 
 async def test_encode_once_viewer_moves_down_and_back(data_dir: Any) -> None:
