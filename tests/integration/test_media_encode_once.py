@@ -263,8 +263,8 @@ async def test_encode_once_loss_reports_cost_one_keyframe(data_dir: Any) -> None
 
 
 async def test_encode_once_late_viewer_gets_keyframe(data_dir: Any) -> None:
-    """Guards against a viewer who joins a live in progress waiting for the periodic
-    keyframe, or longer than 2 s, for its first picture."""
+    """Guards against a viewer who joins a live in progress without asking the shared
+    encoder for a keyframe, or who waits longer than 2 s for its first picture."""
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)
         clients, viewers = await watch_all(setting, publisher, [None])
