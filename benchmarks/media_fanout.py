@@ -174,8 +174,9 @@ def pin_process(pid: int, core: int) -> None:
             continue
 
 
-def can_pin() -> bool:
-    return {SERVER_CORE, CLIENTS_CORE} <= os.sched_getaffinity(0)
+# Whether the server and the clients can each have a core, read before this process
+# moves itself to CLIENTS_CORE.
+PINNING = {SERVER_CORE, CLIENTS_CORE} <= os.sched_getaffinity(0)
 
 
 def own_cpu_secs() -> float:
@@ -336,6 +337,8 @@ async def measure(
     sent = video.frames_sent - sent_before
     reports_after = await asyncio.gather(*(viewer.report() for viewer in viewers))
 
+    if sent == 0:
+        raise RuntimeError("the publisher sent no frame during the step: its peer was lost")
     ratios = []
     lost = 0
     for before, after in zip(reports_before, reports_after, strict=True):
@@ -383,7 +386,7 @@ async def add_viewers(
 def pin_server(server: ServerProcess) -> None:
     """Keep the server's threads, including any started since the last call, on
     SERVER_CORE."""
-    if can_pin():
+    if PINNING:
         pin_process(server.process.pid, SERVER_CORE)
 
 
@@ -437,14 +440,21 @@ async def run_path(
                     print(f"media_fanout: {path}: {count} viewers: {error}", file=sys.stderr)
                     break
                 await asyncio.sleep(WARMUP_SECS)
-                point = await measure(path, server, video, viewers, seconds)
+                try:
+                    point = await measure(path, server, video, viewers, seconds)
+                except RuntimeError as error:
+                    print(f"media_fanout: {path}: {count} viewers: {error}", file=sys.stderr)
+                    break
                 report(point)
                 points.append(point)
                 if not point.held and not point.starved_by_others:
                     break
 
-            await host_client.send({"type": "end"})
-            await host_client.until("state", state="ended")
+            try:
+                await host_client.send({"type": "end"})
+                await host_client.until("state", state="ended")
+            except Exception as error:  # noqa: BLE001 - the points are kept; the server stops below
+                print(f"media_fanout: {path}: ending the live failed: {error!r}", file=sys.stderr)
             await host_client.close()
             await publisher.close()
             return baseline.cpu_per_second, points
@@ -543,8 +553,8 @@ def summarize(
             "python": platform.python_version(),
             "aiortc": aiortc.__version__,
             "av": av.__version__,
-            "server_pinned_to_core": SERVER_CORE if can_pin() else None,
-            "clients_pinned_to_core": CLIENTS_CORE if can_pin() else None,
+            "server_pinned_to_core": SERVER_CORE if PINNING else None,
+            "clients_pinned_to_core": CLIENTS_CORE if PINNING else None,
             "load_average_before": load_before,
             "load_average_after": load_average(),
         },
@@ -658,7 +668,7 @@ def main() -> int:
     for media_path in media_paths:
         if media_path not in PATHS:
             parser.error(f"unknown media path {media_path!r}; expected one of {PATHS}")
-    if can_pin():
+    if PINNING:
         # the viewer processes and the server start from this process and inherit this
         # core; the server then moves to its own
         pin_process(os.getpid(), CLIENTS_CORE)

@@ -12,9 +12,10 @@ buffered or decoded by aiortc. So one process can hold dozens of viewers on a sh
 2-core machine. The receivers still send RTCP receiver reports, from the same sequence
 numbers and timestamps, but no NACK, PLI or REMB.
 
-The process prints `ready` once every viewer has received a complete frame, then
-answers each `report` line on stdin with a JSON list of the complete video frames of
-each viewer so far, and closes everything when stdin closes.
+The process prints `ready` once every viewer has received a complete frame, or after
+READY_TIMEOUT_SECS, when those still waiting count as receiving nothing. It then replies
+to each `report` line on stdin with a JSON list of the complete video frames of each
+viewer so far, and closes everything when stdin closes.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.support.signaling_peers import SignalingClient, rtc_configuration  # 
 # Viewers of one process negotiate this many at a time, so that a process of 50 does
 # not send 50 offers to the server in the same instant.
 CONNECT_BATCH = 10
-READY_TIMEOUT_SECS = 180.0
+READY_TIMEOUT_SECS = 60.0
 # RTP header fields after the first byte: marker and payload type, sequence number,
 # timestamp, SSRC (RFC 3550 section 5.1).
 RTP_HEADER = struct.Struct("!BHII")
@@ -180,11 +181,15 @@ async def connect_all(ws_url: str, live_id: int, cookie: str, count: int) -> lis
     deadline = time.monotonic() + READY_TIMEOUT_SECS
     while any(viewer.video.complete == 0 for viewer in viewers):
         if time.monotonic() > deadline:
+            # they stay, and count as receiving nothing: the measure says it
             waiting = sum(1 for viewer in viewers if viewer.video.complete == 0)
-            raise TimeoutError(
-                f"{waiting} of {count} viewers received no complete frame "
-                f"in {READY_TIMEOUT_SECS:.0f} s"
+            print(
+                f"media_viewers: {waiting} of {count} viewers received no complete frame "
+                f"in {READY_TIMEOUT_SECS:.0f} s",
+                file=sys.stderr,
+                flush=True,
             )
+            break
         await asyncio.sleep(0.1)
     return viewers
 
