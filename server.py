@@ -54,6 +54,7 @@ from core.settings import (
     DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS,
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
+    MediaPath,
     Settings,
     default_node_name,
     load_secret_key,
@@ -428,6 +429,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "host to publish again, before it ends; HOST_RECONNECT_GRACE_SECS sets the default "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--media-path",
+        type=MediaPath,
+        choices=list(MediaPath),
+        default=os.environ.get("MEDIA_PATH", MediaPath.ENCODE_ONCE.value),
+        help="how lives reach viewers: encode_once (one encoder per live and quality) or "
+        "relay (one encoder per viewer, for comparison); MEDIA_PATH sets the default "
+        "(default: %(default)s)",
+    )
     mentoring.mail.add_smtp_arguments(parser)
     parser.add_argument(
         "--mentoring-answer-timeout",
@@ -471,6 +481,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         site_url=arguments.site_url,
         https=arguments.https,
         host_reconnect_grace_secs=arguments.host_reconnect_grace,
+        media_path=arguments.media_path,
         demo=arguments.demo,
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,

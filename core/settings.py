@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import secrets
@@ -33,6 +34,16 @@ DEFAULT_MENTORING_SWEEP_INTERVAL_SECS = 60.0
 # rejoin a Wi-Fi network, and short enough that viewers do not wait on a frozen picture
 # for long.
 DEFAULT_HOST_RECONNECT_GRACE_SECS = 60.0
+
+
+class MediaPath(enum.StrEnum):
+    """The path a live's media takes to its viewers."""
+
+    # Encode each video layer and the audio once per live; viewers' senders only
+    # packetize and encrypt.
+    ENCODE_ONCE = "encode_once"
+    # aiortc's MediaRelay: one encoder per viewer. Kept for the fan-out benchmark.
+    RELAY = "relay"
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class Settings:
     ice_servers: tuple[dict[str, str], ...] = ()
     # How long a live waits for its lost host to publish again before it ends.
     host_reconnect_grace_secs: float = DEFAULT_HOST_RECONNECT_GRACE_SECS
+    # How a live's media reaches its viewers.
+    media_path: MediaPath = MediaPath.ENCODE_ONCE
     # Public origin of the site, used to check WebSocket Origin headers and build
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None

@@ -1,4 +1,5 @@
-"""LiveRecorder: records a live's audio and video tracks to a raw MPEG-TS file.
+"""LiveRecorder and PacketRecorder: record a live's audio and video tracks to a raw
+MPEG-TS file.
 
 One asyncio task per track pulls frames and stamps each with its wall-clock offset from
 the first recorded frame. One thread encodes and writes them, so the event loop only
@@ -17,9 +18,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
+from av.packet import Packet
 from av.video.frame import VideoFrame
 
 from core.database import utc_now
@@ -71,7 +74,7 @@ class TrackKind(enum.StrEnum):
 class _QueuedFrame:
     kind: TrackKind
     offset_secs: float
-    frame: AudioFrame | VideoFrame
+    frame: AudioFrame | VideoFrame | Packet[Any]
 
 
 class LiveRecorder:
@@ -82,6 +85,9 @@ class LiveRecorder:
     file silently missing its video would pass for a good one. The failure is logged,
     stored in `failure`, signalled by the `failed` event, and raised by `stop()`.
     """
+
+    # What the video track yields: decoded frames, which the writer encodes to H.264.
+    video_packets = False
 
     def __init__(self, live_id: int, path: Path) -> None:
         self.live_id = live_id
@@ -199,7 +205,9 @@ class LiveRecorder:
             raise self.failure
 
     async def _pump(self, kind: TrackKind, track: MediaStreamTrack) -> None:
-        expected = VideoFrame if kind is TrackKind.VIDEO else AudioFrame
+        expected: type[VideoFrame | AudioFrame | Packet[Any]] = AudioFrame
+        if kind is TrackKind.VIDEO:
+            expected = Packet if self.video_packets else VideoFrame
         while True:
             try:
                 frame = await track.recv()
@@ -213,7 +221,7 @@ class LiveRecorder:
                 )
             self._enqueue(kind, frame)
 
-    def _enqueue(self, kind: TrackKind, frame: AudioFrame | VideoFrame) -> None:
+    def _enqueue(self, kind: TrackKind, frame: AudioFrame | VideoFrame | Packet[Any]) -> None:
         now = time.monotonic()
         if self._origin_monotonic is None:
             self._origin_monotonic = now
@@ -231,7 +239,13 @@ class LiveRecorder:
                     kind.value,
                 )
             return
-        self._queue.put(_QueuedFrame(kind, now - self._origin_monotonic, frame))
+        captured = self._capture_time(frame, now)
+        self._queue.put(_QueuedFrame(kind, max(0.0, captured - self._origin_monotonic), frame))
+
+    def _capture_time(self, frame: AudioFrame | VideoFrame | Packet[Any], now: float) -> float:
+        """Return when `frame` reached the server, on the monotonic clock: when it reached
+        the recorder, unless a subclass overrides it."""
+        return now
 
     def _run_writer(
         self, loop: asyncio.AbstractEventLoop, has_video: bool, has_audio: bool
@@ -262,14 +276,18 @@ class LiveRecorder:
             logger.error("%r: the event loop closed before the writer finished", self)
 
     def _write_all(self, has_video: bool, has_audio: bool) -> WriterStats:
-        writer = TransportStreamWriter(self.path, has_video=has_video, has_audio=has_audio)
+        writer = TransportStreamWriter(
+            self.path, has_video=has_video, has_audio=has_audio, video_packets=self.video_packets
+        )
         started_at_written = False
         try:
             while (item := self._queue.get()) is not None:
                 if not started_at_written and self.started_at is not None:
                     write_started_at(self.path, self.started_at)
                     started_at_written = True
-                if item.kind is TrackKind.VIDEO:
+                if isinstance(item.frame, Packet):
+                    writer.write_video_packet(item.offset_secs, item.frame)
+                elif item.kind is TrackKind.VIDEO:
                     assert isinstance(item.frame, VideoFrame)
                     writer.write_video(item.offset_secs, item.frame)
                 else:
@@ -312,3 +330,29 @@ class LiveRecorder:
         for track in self._tracks:
             track.stop()
         self._queue.put(None)
+
+
+class PacketRecorder(LiveRecorder):
+    """Records a live whose video is already encoded: the video track yields the H.264
+    packets of the live's high layer, from a keyframe on, and they go into the file as
+    they are. Only the audio is encoded here.
+
+    The audio stays AAC rather than a copy of the viewers' Opus: HLS carries AAC in
+    MPEG-TS segments but not Opus, and AAC in MP4 plays in every browser. It costs one
+    AAC encoder per live, next to nothing beside the video encoders.
+    """
+
+    video_packets = True
+
+    def __repr__(self) -> str:
+        return f"PacketRecorder(live {self.live_id})"
+
+    def _capture_time(self, frame: AudioFrame | VideoFrame | Packet[Any], now: float) -> float:
+        # The live's encoder stores in the packet's `opaque` an object whose `arrived`
+        # is when the source frame reached the server (signaling.aiortc_hooks), so that
+        # the time spent encoding does not shift the picture against the sound.
+        if isinstance(frame, Packet):
+            arrived = getattr(frame.opaque, "arrived", None)
+            if isinstance(arrived, float):
+                return arrived
+        return now

@@ -1,5 +1,8 @@
 """The raw recording: H.264 and AAC in an MPEG-TS file, written while the live happens.
 
+The video arrives either decoded, and is encoded here, or already encoded in H.264
+by the live's shared encoder, and is muxed as it is.
+
 MPEG-TS is a sequence of self-contained 188-byte packets that repeats its stream tables
 several times a second, so a file cut anywhere (process killed, disk full) stays
 readable up to the cut. `TransportStreamWriter` is not thread-safe: one thread owns it.
@@ -14,6 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import av
 from av.audio.frame import AudioFrame
@@ -98,15 +102,24 @@ class TransportStreamWriter:
     offsets become the timestamps, so the file's duration follows the wall clock even
     when frames were dropped on the way. Frames passed in are copied, never modified:
     a relay hands the same frame object to every viewer's encoder.
+
+    With `video_packets`, the video comes as H.264 packets (Annex B, with SPS and PPS
+    before each keyframe, the first packet a keyframe) through `write_video_packet`,
+    and keeps the encoder's keyframes. Packets are copied too: the viewers' senders
+    read the same objects.
     """
 
-    def __init__(self, path: Path, *, has_video: bool, has_audio: bool) -> None:
+    def __init__(
+        self, path: Path, *, has_video: bool, has_audio: bool, video_packets: bool = False
+    ) -> None:
         self.path = path
         self.has_video = has_video
         self.has_audio = has_audio
+        self.video_packets = video_packets
         self.stats = WriterStats()
         self._container: OutputContainer | None = None
         self._video: VideoStream | None = None
+        self._video_copy: Stream | None = None
         self._audio: AudioStream | None = None
         self._video_size = DEFAULT_VIDEO_SIZE
         self._last_video_pts: int | None = None
@@ -118,6 +131,8 @@ class TransportStreamWriter:
         self._pending_audio: list[tuple[float, AudioFrame]] = []
 
     def write_video(self, offset_secs: float, frame: VideoFrame) -> None:
+        if self.video_packets:
+            raise RuntimeError(f"{self.path}: expected video packets, got a decoded frame")
         if self._container is None:
             # yuv420p needs even dimensions.
             self._open((frame.width - frame.width % 2, frame.height - frame.height % 2))
@@ -129,9 +144,7 @@ class TransportStreamWriter:
         image = VideoFrame.from_ndarray(
             frame.to_ndarray(format="yuv420p", width=width, height=height), format="yuv420p"
         )
-        pts = round(offset_secs / VIDEO_TIME_BASE)
-        if self._last_video_pts is not None and pts <= self._last_video_pts:
-            pts = self._last_video_pts + 1
+        pts = self._next_video_pts(offset_secs)
         image.pts = pts
         image.time_base = VIDEO_TIME_BASE
         if (
@@ -140,18 +153,42 @@ class TransportStreamWriter:
         ):
             image.pict_type = PictureType.I
             self._last_keyframe_pts = pts
-        self._last_video_pts = pts
 
         self._mux(self._video.encode(image))
+        self.stats.video_frames += 1
+
+    def _next_video_pts(self, offset_secs: float) -> int:
+        pts = round(offset_secs / VIDEO_TIME_BASE)
+        if self._last_video_pts is not None and pts <= self._last_video_pts:
+            pts = self._last_video_pts + 1
+        self._last_video_pts = pts
+        return pts
+
+    def write_video_packet(self, offset_secs: float, packet: Packet[Any]) -> None:
+        if not self.video_packets:
+            raise RuntimeError(f"{self.path}: expected decoded video frames, got a packet")
+        if self._container is None:
+            self._open(DEFAULT_VIDEO_SIZE)
+        assert self._container is not None and self._video_copy is not None
+
+        pts = self._next_video_pts(offset_secs)
+        copy = Packet(bytes(packet))
+        copy.pts = pts
+        copy.dts = pts
+        copy.time_base = VIDEO_TIME_BASE
+        copy.is_keyframe = packet.is_keyframe
+        copy.stream = self._video_copy
+        self._container.mux(copy)
         self.stats.video_frames += 1
 
     def write_audio(self, offset_secs: float, frame: AudioFrame) -> None:
         copy = _copy_audio(frame)
         if self._container is None:
-            if offset_secs < FIRST_VIDEO_FRAME_WAIT_SECS and self.has_video:
+            waits_for_size = self.has_video and not self.video_packets
+            if offset_secs < FIRST_VIDEO_FRAME_WAIT_SECS and waits_for_size:
                 self._pending_audio.append((offset_secs, copy))
                 return
-            if self.has_video:
+            if waits_for_size:
                 logger.warning(
                     "%s: no video frame after %.0f s of audio; recording at %dx%d",
                     self.path,
@@ -196,7 +233,13 @@ class TransportStreamWriter:
         container = av.open(
             str(self.path), "w", format="mpegts", container_options=CONTAINER_OPTIONS
         )
-        if self.has_video:
+        if self.has_video and self.video_packets:
+            # no encoder: the muxer takes the packets as they come, and reads the
+            # picture size from the SPS of the first keyframe
+            self._video_copy = container.add_mux_stream(
+                "h264", rate=NOMINAL_FRAME_RATE, time_base=VIDEO_TIME_BASE
+            )
+        elif self.has_video:
             video = container.add_stream(
                 "libx264", rate=NOMINAL_FRAME_RATE, options=dict(X264_OPTIONS)
             )
@@ -210,10 +253,15 @@ class TransportStreamWriter:
             audio.bit_rate = AUDIO_BIT_RATE
             self._audio = audio
         self._container = container
+        video_description = "none"
+        if self.has_video:
+            video_description = (
+                "h264 packets" if self.video_packets else f"{video_size[0]}x{video_size[1]}"
+            )
         logger.info(
             "%s: opened with video=%s audio=%s",
             self.path,
-            f"{video_size[0]}x{video_size[1]}" if self.has_video else "none",
+            video_description,
             "aac" if self.has_audio else "none",
         )
 

@@ -1,8 +1,9 @@
-"""Each live's media on this server process: the host peer, the relay, the viewer peers
-and the recorder, and the manager that maps live ids to them (`app.state.media`).
+"""Each live's media on this server process: the host peer, the media path, the viewer
+peers and the recorder, and the manager that maps live ids to them (`app.state.media`).
 
-Media path: host browser -> host peer -> PublishedTrack (one per kind) -> MediaRelay ->
-one RelaySubscription per viewer peer and for the recorder. Browsers never connect
+Media path: host browser -> host peer -> PublishedTrack (one per kind) -> the live's
+fan-out (signaling/media_fanout.py): by default one encoder per video layer and one for the
+audio, whose packets every viewer peer and the recorder read. Browsers never connect
 to each other.
 """
 
@@ -17,7 +18,6 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiortc.contrib.media import MediaRelay
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.database import Database
@@ -25,12 +25,14 @@ from core.settings import Settings
 from live.lifecycle import InvalidTransitionError, transition
 from live.models import Live, LiveState
 from recordings.models import RecordingStatus
+from signaling.media_fanout import Fanout, ViewerMedia, create_fanout
 from signaling.peers import PeerRole, ServerPeer
 from signaling.protocol import ErrorCode, ProtocolError
+from signaling.quality import QualityThresholds
 from signaling.recording import LiveRecording, Recordings
-from signaling.sdp import InvalidOfferError, OfferPurpose
+from signaling.sdp import InvalidOfferError, OfferPurpose, check_offer
 from signaling.tasks import TaskSupervisor
-from signaling.tracks import PublishedTrack, RelaySubscription
+from signaling.tracks import PublishedTrack
 
 logger = logging.getLogger(__name__)
 
@@ -93,18 +95,17 @@ def state_frame(live: Live) -> dict[str, Any]:
 
 
 class ViewerPeer:
-    """A viewer's peer with the two relay subscriptions it sends."""
+    """A viewer's peer with the media the live's fan-out gave it."""
 
-    def __init__(self, peer: ServerPeer, tracks: list[RelaySubscription]) -> None:
+    def __init__(self, peer: ServerPeer, media: ViewerMedia) -> None:
         self.peer = peer
-        self.tracks = tracks
+        self.media = media
 
     async def close(self) -> None:
         # closing the peer stops the senders, which stop their tracks; stopping them
         # here as well covers a peer whose senders never started
         await self.peer.close()
-        for track in self.tracks:
-            track.stop()
+        self.media.stop()
 
 
 class LiveMediaSession:
@@ -121,9 +122,11 @@ class LiveMediaSession:
         self.state = MediaSessionState.WAITING_FOR_MEDIA
         self.host: ServerPeer | None = None
         self.host_listener: Listener | None = None
-        self.relay = MediaRelay()
         self.video = PublishedTrack("video")
         self.audio = PublishedTrack("audio")
+        self.fanout: Fanout = create_fanout(
+            manager.settings.media_path, live_id, self.video, self.audio
+        )
         # maps each watching socket to its viewer peer
         self.viewers: dict[Listener, ViewerPeer] = {}
         self.recording: LiveRecording | None = None
@@ -131,6 +134,7 @@ class LiveMediaSession:
         self._created_monotonic = time.monotonic()
         self._host_lost_monotonic: float | None = None
         self._grace_timer: asyncio.Task[None] | None = None
+        self._fanout_started = False
 
     def __repr__(self) -> str:
         return f"LiveMediaSession({self.live_id})"
@@ -154,7 +158,7 @@ class LiveMediaSession:
         self.state = new_state
 
     async def publish(self, listener: Listener, offer_sdp: str) -> str:
-        """Answer the host's offer with a new host peer whose tracks feed the relay."""
+        """Answer the host's offer with a new host peer whose tracks feed the fan-out."""
         peer = ServerPeer(
             self.manager.next_peer_id("host"),
             PeerRole.HOST,
@@ -175,13 +179,16 @@ class LiveMediaSession:
                 "L'offre SDP pour animer le live doit envoyer l'audio et la vidéo."
             )
 
-        # plug the new peer into the relay's sources
+        # plug the new peer into the fan-out's sources
         self.host = peer
         self.host_listener = listener
         self.video.attach(video)
         self.audio.attach(audio)
 
         if self.state is MediaSessionState.WAITING_FOR_MEDIA:
+            if not self._fanout_started:
+                self._fanout_started = True
+                self.fanout.start(self.tasks, self._fail)
             self.tasks.spawn(self._await_first_media(), "first media", self._fail)
         elif self.state is MediaSessionState.HOST_AWAY:
             self._cancel_grace_timer()
@@ -197,6 +204,7 @@ class LiveMediaSession:
         if previous is not None:
             await previous.close()
 
+        summary = check_offer(offer_sdp, OfferPurpose.WATCH)
         peer = ServerPeer(
             self.manager.next_peer_id("viewer"),
             PeerRole.VIEWER,
@@ -204,20 +212,18 @@ class LiveMediaSession:
             self.manager.settings.ice_servers,
             on_lost=self._viewer_lost,
         )
-        # TODO: encode once per live and quality instead of once per viewer; until
-        # then the CPU cost grows with each viewer (benchmarks/README.md).
-        tracks = [
-            RelaySubscription(self.relay.subscribe(self.audio, buffered=False)),
-            RelaySubscription(self.relay.subscribe(self.video, buffered=False)),
-        ]
-        for track in tracks:
-            peer.add_track(track)
-        viewer = ViewerPeer(peer, tracks)
+        try:
+            media = self.fanout.attach_viewer(peer, summary, self.manager.quality_thresholds)
+        except InvalidOfferError:
+            await peer.close()
+            raise
+        viewer = ViewerPeer(peer, media)
         try:
             answer = await peer.answer(offer_sdp, OfferPurpose.WATCH)
         except InvalidOfferError:
             await viewer.close()
             raise
+        media.start()
         self.viewers[listener] = viewer
         return answer
 
@@ -274,22 +280,11 @@ class LiveMediaSession:
         self.video.stop()
         self.audio.stop()
         await self.tasks.close()
+        await self.fanout.close()
         return started_at
 
     async def _await_first_media(self) -> None:
-        # Two probes start the relay's reading of both tracks, which drains the host
-        # peer's receive queues from now on. The first frame of either means media.
-        probes = [self.relay.subscribe(track, buffered=False) for track in (self.video, self.audio)]
-        waits = [asyncio.ensure_future(probe.recv()) for probe in probes]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-            for probe in probes:
-                probe.stop()
-            await asyncio.gather(*waits, return_exceptions=True)
-
+        await self.fanout.wait_for_first_media()
         async with self.manager.lock_of(self.live_id):
             if self.state is not MediaSessionState.WAITING_FOR_MEDIA:
                 return
@@ -315,8 +310,9 @@ class LiveMediaSession:
             logger.warning("%r: not recorded: recording is off on this process", self)
             return
         recording = LiveRecording(recordings, self.live_id)
+        video, audio = self.fanout.recorder_tracks()
         try:
-            await recording.start(self.relay, self.video, self.audio)
+            await recording.start(video, audio, video_packets=self.fanout.recorder_takes_packets)
         except Exception:
             # the live goes on without a recording rather than not at all
             logger.exception("%r: the recording could not start", self)
@@ -421,11 +417,17 @@ class MediaManager:
         # stays while a task holds or awaits it, and goes once no task refers to it.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self.tasks = TaskSupervisor("MediaManager")
+        # limits of every new viewer's quality controller; None keeps the defaults
+        self.quality_thresholds: QualityThresholds | None = None
         self._peer_numbers = itertools.count(1)
         self._closed = False
         if recordings is not None:
             recordings.subscribe(self._recording_status_changed)
-        logger.info("MediaManager: recording %s", "on" if recordings else "off")
+        logger.info(
+            "MediaManager: media path %s, recording %s",
+            settings.media_path.value,
+            "on" if recordings else "off",
+        )
 
     @property
     def is_closed(self) -> bool:

@@ -3,6 +3,7 @@ publishing peer or a viewer's watching peer."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -12,6 +13,8 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
@@ -89,6 +92,8 @@ class ServerPeer:
         self.live_id = live_id
         self.state = PeerState.NEW
         self.remote_tracks: list[MediaStreamTrack] = []
+        # set once the connection is up (ICE and DTLS), and stays set
+        self.connected = asyncio.Event()
         self._on_lost = on_lost
         self._lost_reported = False
         self._created_monotonic = time.monotonic()
@@ -100,9 +105,18 @@ class ServerPeer:
     def __repr__(self) -> str:
         return f"ServerPeer({self.peer_id})"
 
-    def add_track(self, track: MediaStreamTrack) -> None:
+    def add_track(self, track: MediaStreamTrack) -> RTCRtpSender:
         """Send `track` to the browser; call before `answer`."""
-        self.pc.addTrack(track)
+        sender: RTCRtpSender = self.pc.addTrack(track)
+        return sender
+
+    def transceiver_of(self, sender: RTCRtpSender) -> RTCRtpTransceiver:
+        """Return the transceiver of one of this peer's senders."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.sender is sender:
+                found: RTCRtpTransceiver = transceiver
+                return found
+        raise ValueError(f"{self!r}: {sender!r} is not one of this peer's senders")
 
     async def answer(self, offer_sdp: str, purpose: OfferPurpose) -> str:
         """Apply the browser's offer and return the answer with all of its candidates.
@@ -166,6 +180,7 @@ class ServerPeer:
         if connection_state == "connected" and self.state is PeerState.CONNECTING:
             self._move(PeerState.CONNECTING, PeerState.CONNECTED)
             self._connected_monotonic = time.monotonic()
+            self.connected.set()
             logger.info(
                 "%r live=%s: %s peer connected in %.2f s",
                 self,

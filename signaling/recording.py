@@ -1,8 +1,10 @@
 """The recording of a media session, through the recordings package.
 
-The session gives the recorder two relay subscriptions, never the host's own tracks,
-so that the recorder's encoder reads private copies of the frames and stopping the
-recorder stops nothing else.
+The session gives the recorder two tracks of its own from the live's media path, never
+the host's own tracks, so that stopping the recorder stops nothing else. On the
+encode-once path the video track yields the high layer's H.264 packets, which a
+PacketRecorder muxes without encoding them again. On the relay path the tracks are
+relay subscriptions with private copies of the decoded frames.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ import time
 from datetime import datetime
 from typing import Any
 
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from core.database import Database
 from core.settings import Settings
 from recordings import service
-from recordings.recorder import LiveRecorder, RecordingError
+from recordings.recorder import LiveRecorder, PacketRecorder, RecordingError
 from recordings.service import StatusListener
-from signaling.tracks import RelaySubscription
 
 logger = logging.getLogger(__name__)
 
@@ -49,35 +49,33 @@ class Recordings:
 
 
 class LiveRecording:
-    """One recorded stretch of a live: its Recording row, its recorder and the two relay
-    subscriptions the recorder reads. Logged as `LiveRecording(<recording id>)`."""
+    """One recorded stretch of a live: its Recording row, its recorder and the two
+    tracks the recorder reads. Logged as `LiveRecording(<recording id>)`."""
 
     def __init__(self, recordings: Recordings, live_id: int) -> None:
         self.recordings = recordings
         self.live_id = live_id
         self.recording_id: int | None = None
         self._recorder: LiveRecorder | None = None
-        self._subscriptions: list[RelaySubscription] = []
+        self._tracks: list[MediaStreamTrack] = []
         self._started_monotonic: float | None = None
 
     def __repr__(self) -> str:
         return f"LiveRecording({self.recording_id})"
 
     async def start(
-        self, relay: MediaRelay, video: MediaStreamTrack, audio: MediaStreamTrack
+        self, video: MediaStreamTrack, audio: MediaStreamTrack, *, video_packets: bool
     ) -> None:
         """Create the Recording row (which notifies the status listeners) and start the
-        recorder on two new subscriptions of the relay."""
+        recorder on `video` and `audio`, which it stops when it stops. With
+        `video_packets` the video track yields H.264 packets rather than frames."""
+        self._tracks = [video, audio]
         self.recording_id, path = await service.begin_recording(
             self.recordings.database, self.recordings.settings, self.live_id
         )
-        self._recorder = LiveRecorder(self.live_id, path)
-        # unbuffered: a recorder that falls behind skips frames instead of growing a queue
-        self._subscriptions = [
-            RelaySubscription(relay.subscribe(video, buffered=False)),
-            RelaySubscription(relay.subscribe(audio, buffered=False)),
-        ]
-        await self._recorder.start(self._subscriptions[0], self._subscriptions[1])
+        recorder_class = PacketRecorder if video_packets else LiveRecorder
+        self._recorder = recorder_class(self.live_id, path)
+        await self._recorder.start(video, audio)
         self._started_monotonic = time.monotonic()
         logger.info("%r live=%s: recording to %s", self, self.live_id, path)
 
@@ -93,8 +91,8 @@ class LiveRecording:
             # marks the recording failed
             logger.warning("%r live=%s: the recorder had failed: %s", self, self.live_id, error)
         finally:
-            for subscription in self._subscriptions:
-                subscription.stop()
+            for track in self._tracks:
+                track.stop()
         if recorder is None:
             return None
         logger.info(

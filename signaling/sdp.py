@@ -5,7 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from aiortc.sdp import MediaDescription, SessionDescription
+from aiortc.sdp import (
+    H264Profile,
+    MediaDescription,
+    SessionDescription,
+    parse_h264_profile_level_id,
+)
 
 # Directions a host's offer may declare for each track, since the host only sends.
 # Browsers write `sendrecv` when a track is added with addTrack instead of a
@@ -51,6 +56,12 @@ class OfferSummary:
     audio_direction: str
     video_direction: str
     candidate_count: int
+    # The bandwidth the offer declares for its video section (`b=TIAS`, or `b=AS`
+    # in kbit/s), in bit/s; a viewer's offer states what it can receive. None if absent.
+    video_bandwidth_bps: int | None = None
+    # Whether the video section offers H.264 constrained baseline in packetization
+    # mode 1, the only video the encode-once path sends.
+    offers_h264_baseline: bool = False
 
 
 def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
@@ -113,7 +124,49 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
         audio_direction=str(audio.direction),
         video_direction=str(video.direction),
         candidate_count=candidate_count,
+        video_bandwidth_bps=declared_bandwidth(sdp, "video"),
+        offers_h264_baseline=_offers_h264_baseline(video),
     )
+
+
+def declared_bandwidth(sdp: str, kind: str) -> int | None:
+    """Return the bandwidth declared in the first `kind` section of `sdp`, in bit/s:
+    `b=TIAS` as it is, or else `b=AS`, which counts kbit/s. aiortc's parser drops
+    `b=` lines, so they are read from the text."""
+    in_section = False
+    tias: int | None = None
+    application_specific: int | None = None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if in_section:
+                break
+            in_section = line[2:].split(" ", 1)[0] == kind
+        elif in_section and line.startswith("b="):
+            modifier, _, value = line[2:].partition(":")
+            if not value.strip().isdigit():
+                continue
+            if modifier == "TIAS":
+                tias = int(value)
+            elif modifier == "AS":
+                application_specific = int(value) * 1000
+    return tias if tias is not None else application_specific
+
+
+def _offers_h264_baseline(video: MediaDescription) -> bool:
+    for codec in video.rtp.codecs:
+        if codec.mimeType.lower() != "video/h264":
+            continue
+        if str(codec.parameters.get("packetization-mode", "0")) != "1":
+            continue
+        try:
+            profile, _ = parse_h264_profile_level_id(
+                str(codec.parameters.get("profile-level-id", "42e01f"))
+            )
+        except ValueError:
+            continue
+        if profile is H264Profile.PROFILE_CONSTRAINED_BASELINE:
+            return True
+    return False
 
 
 def _single_section(description: SessionDescription, kind: str) -> MediaDescription:

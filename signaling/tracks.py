@@ -152,7 +152,8 @@ def copy_video_frame(frame: VideoFrame) -> VideoFrame:
             source_plane.height,
         )
     copy.pts = frame.pts
-    copy.time_base = frame.time_base
+    if frame.time_base is not None:
+        copy.time_base = frame.time_base
     copy.colorspace = frame.colorspace
     copy.color_range = frame.color_range
     return copy

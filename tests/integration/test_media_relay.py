@@ -1,5 +1,5 @@
 """Media through the server: a publisher aiortc peer, the signaling socket, the server's
-host peer and relay, and viewer aiortc peers that decode what they receive."""
+host peer and media path, and viewer aiortc peers that decode what they receive."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.settings import MediaPath
 from live.models import Live, LiveState
 from recordings.models import Recording
 from tests.support.signaling_peers import (
@@ -66,10 +67,11 @@ async def test_media_relay_viewers_decode_frames_sent(data_dir: Path) -> None:
             await peer.close()
 
 
-async def test_media_relay_end_closes_live(data_dir: Path) -> None:
+@pytest.mark.parametrize("media_path", list(MediaPath))
+async def test_media_relay_end_closes_live(data_dir: Path, media_path: MediaPath) -> None:
     """Guards against an `end` that leaves peers, the session or the recording running,
-    or that some socket of the live never hears about."""
-    async with running_live(data_dir) as setting:
+    or that some socket of the live never hears about, on either media path."""
+    async with running_live(data_dir, media_path=media_path) as setting:
         host, publisher = await start_publishing(setting)
         client, viewer = await start_watching(setting, setting.viewer_cookie, publisher)
         await viewer.wait_for_frame_number(publisher.video.frames_sent + PICTURE_FRAME_RATE)

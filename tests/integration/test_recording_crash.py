@@ -64,6 +64,37 @@ async def main():
 asyncio.run(main())
 """
 
+# The same, recording the packets of a live's shared encoder with a PacketRecorder.
+PACKET_CHILD_CODE = """
+import asyncio
+import sys
+from pathlib import Path
+
+from recordings.recorder import PacketRecorder
+from signaling.broadcast import LiveBroadcast
+from signaling.tasks import TaskSupervisor
+from tests.support.synthetic_media import MovingPictureTrack, ToneTrack
+
+
+class ReportingPictureTrack(MovingPictureTrack):
+    async def recv(self):
+        frame = await super().recv()
+        if self.frames_sent % 30 == 0:
+            print(self.frames_sent, flush=True)
+        return frame
+
+
+async def main():
+    broadcast = LiveBroadcast(int(sys.argv[1]), ReportingPictureTrack(), ToneTrack())
+    broadcast.start(TaskSupervisor("child broadcast"))
+    recorder = PacketRecorder(int(sys.argv[1]), Path(sys.argv[2]))
+    await recorder.start(*broadcast.recorder_tracks())
+    await asyncio.Event().wait()
+
+
+asyncio.run(main())
+"""
+
 
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
@@ -84,13 +115,13 @@ async def live(database: Database) -> Live:
     return await create_live(database, host, LiveState.LIVE)
 
 
-async def record_until_killed(live_id: int, raw_path: Path) -> int:
+async def record_until_killed(live_id: int, raw_path: Path, child_code: str = CHILD_CODE) -> int:
     """Record in a child process, SIGKILL it by PID after FRAMES_BEFORE_KILL video
     frames, and return the number of frames it reported."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        CHILD_CODE,
+        child_code,
         str(live_id),
         str(raw_path),
         cwd=PROJECT_DIR,
@@ -126,13 +157,15 @@ async def load_live(database: Database, live_id: int) -> Live:
     return live
 
 
+@pytest.mark.parametrize("child_code", [CHILD_CODE, PACKET_CHILD_CODE], ids=["frames", "packets"])
 async def test_killed_recording_recovers_into_replay(
-    database: Database, settings: Settings, live: Live
+    database: Database, settings: Settings, live: Live, child_code: str
 ) -> None:
     """Guards against losing a live's recording, or leaving its live shown as on air,
-    when the process that recorded it is killed."""
+    when the process that recorded it is killed, whether it encoded the video itself
+    or muxed the packets of the live's shared encoder."""
     recording_id, raw_path = await service.begin_recording(database, settings, live.id)
-    frames = await record_until_killed(live.id, raw_path)
+    frames = await record_until_killed(live.id, raw_path, child_code)
     recorded_secs = frames / PICTURE_FRAME_RATE
     assert raw_path.stat().st_size > 0
     started_at = read_started_at(raw_path)

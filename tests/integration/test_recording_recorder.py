@@ -1,29 +1,38 @@
-"""LiveRecorder and finish_recording on real aiortc tracks, checked with PyAV.
+"""LiveRecorder, PacketRecorder and finish_recording on real aiortc tracks, checked with
+PyAV.
 
 The synthetic tracks pace themselves in real time, so each recording here lasts as
-long as its frame count gives (30 video frames or 50 audio frames per second).
+long as its frame count gives (30 video frames or 50 audio frames per second). The
+packet recorder records what a live's shared encoder makes of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
+from av.frame import Frame
+from av.packet import Packet
 
 from core.database import Database
 from core.settings import Settings
 from live.models import Live
 from recordings import service
 from recordings.models import Recording, RecordingStatus
-from recordings.recorder import LiveRecorder, RecorderState, RecordingError
+from recordings.recorder import LiveRecorder, PacketRecorder, RecorderState, RecordingError
 from recordings.writer import started_at_path
+from signaling.broadcast import LiveBroadcast
+from signaling.tasks import TaskSupervisor
 from tests.support.recording_setup import (
     create_live,
     create_member,
@@ -41,6 +50,8 @@ from tests.support.synthetic_media import (
 # Generous: the tracks need frame_target / 30 s; a loaded CI machine may need more.
 RECORDING_TIMEOUT_SECS = 60.0
 VIDEO_FRAME_TARGET = 120
+# An H.264 access unit delimiter NAL unit after a 4-byte start code (primary_pic_type 7).
+H264_ACCESS_UNIT_DELIMITER = b"\x00\x00\x00\x01\x09\xf0"
 
 
 @pytest.fixture
@@ -73,11 +84,31 @@ def recorder_tasks() -> list[asyncio.Task[object]]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def shared_encoder(
+    video: MovingPictureTrack, audio: ToneTrack
+) -> AsyncIterator[tuple[MediaStreamTrack, MediaStreamTrack]]:
+    """Run a live's shared encoders on `video` and `audio`; yield the recorder's tracks:
+    the high layer's H.264 packets and the decoded audio."""
+    broadcast = LiveBroadcast(7, video, audio)
+    tasks = TaskSupervisor("test broadcast")
+    broadcast.start(tasks)
+    try:
+        yield broadcast.recorder_tracks()
+    finally:
+        video.stop()
+        audio.stop()
+        await tasks.close()
+        await broadcast.close()
+
+
+@pytest.mark.parametrize("recorder_class", [LiveRecorder, PacketRecorder])
 async def test_recording_finishes_into_playable_mp4(
-    database: Database, settings: Settings, live: Live
+    database: Database, settings: Settings, live: Live, recorder_class: type[LiveRecorder]
 ) -> None:
     """Guards against a replay that lacks a stream, loses frames or drifts in length,
-    keeps its index at the end (no playback while downloading), or has no poster."""
+    keeps its index at the end (no playback while downloading), or has no poster; from
+    decoded frames, and from the packets of the live's shared encoder."""
     statuses: list[tuple[int, RecordingStatus, str | None]] = []
 
     def listen(
@@ -90,10 +121,16 @@ async def test_recording_finishes_into_playable_mp4(
         recording_id, raw_path = await service.begin_recording(database, settings, live.id)
         video = MovingPictureTrack(frame_target=VIDEO_FRAME_TARGET)
         audio = ToneTrack()
-        recorder = LiveRecorder(live.id, raw_path)
-        await recorder.start(video, audio)
-        await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
-        await recorder.stop()
+        recorder = recorder_class(live.id, raw_path)
+        if recorder_class is PacketRecorder:
+            async with shared_encoder(video, audio) as (packets, decoded_audio):
+                await recorder.start(packets, decoded_audio)
+                await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
+                await recorder.stop()
+        else:
+            await recorder.start(video, audio)
+            await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
+            await recorder.stop()
         await service.finish_recording(database, settings, recording_id, recorder.started_at)
     finally:
         service.remove_status_listener(listen)
@@ -153,6 +190,61 @@ async def test_recording_finishes_into_playable_mp4(
         assert poster.streams.video[0].codec_context.name == "mjpeg"
         picture = next(poster.decode(video=0))
     assert (picture.width, picture.height) == (video.width, video.height)
+
+
+class PacketTap(MediaStreamTrack):
+    """Hands on the packets of `source`, keeping a copy of the bytes of each."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+        self.payloads: list[bytes] = []
+
+    async def recv(self) -> Frame | Packet[Any]:
+        packet = await self.source.recv()
+        assert isinstance(packet, Packet)
+        self.payloads.append(bytes(packet))
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+def without_access_unit_delimiter(payload: bytes) -> bytes:
+    """Drop the access unit delimiter that FFmpeg's MPEG-TS muxer puts before each H.264
+    packet that lacks one."""
+    if payload.startswith(H264_ACCESS_UNIT_DELIMITER):
+        return payload[len(H264_ACCESS_UNIT_DELIMITER) :]
+    return payload
+
+
+async def test_packet_recording_holds_encoder_bytes(tmp_path: Path) -> None:
+    """Guards against a recording that encodes the live's picture a second time instead
+    of muxing the packets of the live's shared encoder."""
+    video = MovingPictureTrack(frame_target=PICTURE_FRAME_RATE)
+    audio = ToneTrack()
+    raw_path = tmp_path / "raw.ts"
+    recorder = PacketRecorder(1, raw_path)
+    async with shared_encoder(video, audio) as (packets, decoded_audio):
+        tap = PacketTap(packets)
+        await recorder.start(tap, decoded_audio)
+        await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
+        await recorder.stop()
+
+    with av.open(str(raw_path)) as container:
+        recorded = [
+            without_access_unit_delimiter(bytes(packet))
+            for packet in container.demux(container.streams.video[0])
+            if packet.size
+        ]
+    assert len(recorded) >= PICTURE_FRAME_RATE // 2
+    assert len(recorded) <= len(tap.payloads)
+    # the file holds, byte for byte and in order, packets the shared encoder made
+    start = tap.payloads.index(recorded[0])
+    assert recorded == tap.payloads[start : start + len(recorded)]
 
 
 async def test_recorder_leaves_shared_frames_untouched(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import uvicorn
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from aiortc.sdp import SessionDescription
 from av import AudioFrame, VideoFrame
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -34,7 +35,7 @@ from server import create_app
 from tests.support.chat_clients import create_live
 from tests.support.clients import csrf_from
 from tests.support.processes import free_port
-from tests.support.synthetic_media import ToneTrack
+from tests.support.synthetic_media import TONE_FRAME_SAMPLES, ToneTrack
 
 # Every wait ends as soon as its event happens; this bounds a wait on a loaded CI machine.
 EVENT_TIMEOUT_SECS = 20.0
@@ -102,8 +103,9 @@ def draw_numbered_picture(number: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
 
 def read_frame_number(frame: VideoFrame) -> int:
     """The number drawn by `draw_numbered_picture`, modulo 2**NUMBER_BITS, read from the
-    middle of each block so that blurred block edges do not matter."""
-    luma = frame.reformat(format="gray").to_ndarray()
+    middle of each block so that blurred block edges do not matter. A picture of
+    another size (a lower layer) is scaled back to the size it was drawn at."""
+    luma = frame.reformat(format="gray", width=PICTURE_WIDTH, height=PICTURE_HEIGHT).to_ndarray()
     number = 0
     for bit in range(NUMBER_BITS):
         centre = luma[
@@ -112,6 +114,19 @@ def read_frame_number(frame: VideoFrame) -> int:
         ]
         number = number << 1 | int(centre.mean() > (LUMA_DARK + LUMA_BRIGHT) / 2)
     return number
+
+
+def with_video_bandwidth(sdp: str, kbps: int) -> str:
+    """Add `b=AS:<kbps>` to the video section of `sdp`, after its `c=` line."""
+    lines = sdp.split("\r\n")
+    in_video = False
+    for index, line in enumerate(lines):
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("c="):
+            lines.insert(index + 1, f"b=AS:{kbps}")
+            return "\r\n".join(lines)
+    raise ValueError("the SDP has no video section with a c= line")
 
 
 def rtc_configuration() -> RTCConfiguration:
@@ -151,24 +166,83 @@ class Viewer:
         self.frame_numbers: list[int] = []
         # pts of each decoded video frame, in the order decoded
         self.frame_pts: list[int] = []
+        # (width, height) of each decoded video frame, in the order decoded
+        self.frame_sizes: list[tuple[int, int]] = []
         self.audio_frames = 0
+        # samples of the decoded audio, which counts its duration whatever the frame size
+        self.audio_samples = 0
         self.loudest_audio_rms = 0.0
         self.first_frame = asyncio.Event()
         self.connected = asyncio.Event()
         self._frame_waiters: list[tuple[int, asyncio.Event]] = []
+        self._size_waiters: list[tuple[tuple[int, int], asyncio.Event]] = []
         self._consumers: list[asyncio.Task[None]] = []
+        self.bandwidth_kbps: int | None = None
+        self.answer_sdp = ""
+        self._video_ssrc: int | None = None
+        # with a value n, every n-th video RTP packet is dropped before the receiver
+        # sees it, as a lossy link would
+        self.drop_every: int | None = None
+        self.video_packets_dropped = 0
         self.pc.on("track", self._track_received)
         self.pc.on("connectionstatechange", self._connection_state_changed)
 
     async def offer(self) -> str:
+        """Return the offer to send; with `bandwidth_kbps`, its video section declares
+        that bandwidth (`b=AS`), as a browser on a slow link would be made to."""
         self.pc.addTransceiver("audio", direction="recvonly")
-        self.pc.addTransceiver("video", direction="recvonly")
+        video = self.pc.addTransceiver("video", direction="recvonly")
+        self._wrap_video_receiver(video.receiver)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         sdp: str = self.pc.localDescription.sdp
+        if self.bandwidth_kbps is not None:
+            sdp = with_video_bandwidth(sdp, self.bandwidth_kbps)
         return sdp
 
     async def accept(self, answer_sdp: str) -> None:
+        self.answer_sdp = answer_sdp
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    def video_ssrc(self) -> int:
+        """The SSRC of the video stream the server sends this viewer, from its answer."""
+        if self._video_ssrc is not None:
+            return self._video_ssrc
+        video = next(
+            media
+            for media in SessionDescription.parse(self.answer_sdp).media
+            if media.kind == "video"
+        )
+        ssrc = video.ssrc_group[0].items[0] if video.ssrc_group else video.ssrc[0].ssrc
+        self._video_ssrc = int(ssrc)
+        return self._video_ssrc
+
+    async def send_picture_loss(self) -> None:
+        """Send an RTCP picture loss indication (PLI) for the video stream."""
+        receiver = next(
+            transceiver.receiver
+            for transceiver in self.pc.getTransceivers()
+            if transceiver.kind == "video"
+        )
+        # aiortc's receiver sends a PLI itself only after it sees a gap before a keyframe
+        await receiver._send_rtcp_pli(self.video_ssrc())
+
+    def _wrap_video_receiver(self, receiver: Any) -> None:
+        # NOTE: wraps a private aiortc method, on the test's own viewer only, to drop
+        # packets the way a lossy link would. Retransmissions (RTX, another SSRC) pass:
+        # aiortc's jitter buffer stalls for 512 packets on a gap that is never filled.
+        handle = receiver._handle_rtp_packet
+
+        async def handle_or_drop(packet: Any, arrival_time_ms: int) -> None:
+            if (
+                self.drop_every is not None
+                and packet.sequence_number % self.drop_every == 0
+                and packet.ssrc == self.video_ssrc()
+            ):
+                self.video_packets_dropped += 1
+                return
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = handle_or_drop
 
     def _connection_state_changed(self) -> None:
         if self.pc.connectionState == "connected":
@@ -186,9 +260,13 @@ class Viewer:
                 self.frame_numbers.append(self._absolute_number(read_frame_number(frame)))
                 if frame.pts is not None:
                     self.frame_pts.append(frame.pts)
+                self.frame_sizes.append((frame.width, frame.height))
                 self.first_frame.set()
                 for number, event in self._frame_waiters:
                     if self.frame_numbers[-1] >= number:
+                        event.set()
+                for size, event in self._size_waiters:
+                    if self.frame_sizes[-1] == size:
                         event.set()
 
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
@@ -200,6 +278,7 @@ class Viewer:
                 rms = math.sqrt(float(np.mean(samples**2)))
                 self.loudest_audio_rms = max(self.loudest_audio_rms, rms)
                 self.audio_frames += 1
+                self.audio_samples += frame.samples
 
     def _absolute_number(self, number_modulo: int) -> int:
         # the frame was sent at most a few hundred frames ago: take the latest number
@@ -222,6 +301,16 @@ class Viewer:
         self._frame_waiters.append((number, event))
         await asyncio.wait_for(event.wait(), EVENT_TIMEOUT_SECS)
 
+    async def wait_for_frame_size(self, width: int, height: int) -> None:
+        """Return once a frame of `width` x `height` has been decoded from now on."""
+        event = asyncio.Event()
+        waiter = ((width, height), event)
+        self._size_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(event.wait(), EVENT_TIMEOUT_SECS)
+        finally:
+            self._size_waiters.remove(waiter)
+
     def numbers_between(self, first: int, last: int) -> set[int]:
         return {number for number in self.frame_numbers if first <= number <= last}
 
@@ -234,21 +323,22 @@ class Viewer:
 
 async def count_window(viewer: Viewer, publisher: Publisher) -> tuple[int, int, int]:
     """Count, over the next WINDOW_FRAMES frames sent, the video frames the viewer
-    decodes, and the audio frames sent and received meanwhile.
+    decodes, and the audio samples sent and received meanwhile. Samples, not frames:
+    the server may pack audio into longer frames than the publisher's 20 ms.
 
-    Returns (video frames decoded of the window, audio frames sent, audio received).
+    Returns (video frames decoded of the window, audio samples sent, audio received).
     """
     first = publisher.video.frames_sent
     last = first + WINDOW_FRAMES - 1
-    audio_sent_before = publisher.audio.frames_sent
-    audio_received_before = viewer.audio_frames
+    audio_sent_before = publisher.audio.frames_sent * TONE_FRAME_SAMPLES
+    audio_received_before = viewer.audio_samples
 
     # frames arrive in order, so once a later frame is decoded, no window frame is in flight
     await viewer.wait_for_frame_number(last + 1)
 
     decoded = len(viewer.numbers_between(first, last))
-    audio_sent = publisher.audio.frames_sent - audio_sent_before
-    audio_received = viewer.audio_frames - audio_received_before
+    audio_sent = publisher.audio.frames_sent * TONE_FRAME_SAMPLES - audio_sent_before
+    audio_received = viewer.audio_samples - audio_received_before
     return decoded, audio_sent, audio_received
 
 
@@ -431,11 +521,13 @@ async def start_publishing(setting: LiveSetting) -> tuple[SignalingClient, Publi
 
 
 async def start_watching(
-    setting: LiveSetting, cookie: str, publisher: Publisher
+    setting: LiveSetting, cookie: str, publisher: Publisher, bandwidth_kbps: int | None = None
 ) -> tuple[SignalingClient, Viewer]:
-    """Connect as a viewer and watch; return once the viewer's peer is connected."""
+    """Connect as a viewer and watch; return once the viewer's peer is connected. With
+    `bandwidth_kbps`, the offer declares that bandwidth for the video."""
     client = await SignalingClient.open(setting.ws_url, setting.live_id, cookie)
     viewer = Viewer(publisher.video)
+    viewer.bandwidth_kbps = bandwidth_kbps
     answer = await client.request_answer("watch", await viewer.offer())
     await viewer.accept(answer)
     await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)

@@ -17,6 +17,7 @@ from av.video.frame import VideoFrame
 
 from recordings.finishing import EmptyRecordingError, finish_media, remux_to_mp4
 from recordings.writer import TransportStreamWriter
+from signaling.encoding import LayerEncoder, Quality, VideoLayer
 
 AUDIO_FRAME_SAMPLES = 960
 AUDIO_FRAME_SECS = AUDIO_FRAME_SAMPLES / 48_000
@@ -270,3 +271,39 @@ def check_empty_recording(tmp_path: Path, raw: Path) -> None:
         finish_media(raw, tmp_path / "video.mp4", tmp_path / "poster.jpg")
     assert not (tmp_path / "video.mp4").exists()
     assert list(tmp_path.glob("*.partial")) == []
+
+
+def test_writer_muxes_shared_encoder_packets(tmp_path: Path) -> None:
+    """Guards against a recording of the shared encoder's packets that re-encodes them,
+    loses their keyframes, or takes its timestamps from the encoder instead of the
+    clock."""
+    encoder = LayerEncoder(VideoLayer(Quality.HIGH, 320, 240, 300_000))
+    raw = tmp_path / "raw.ts"
+    writer = TransportStreamWriter(raw, has_video=True, has_audio=True, video_packets=True)
+    with pytest.raises(RuntimeError, match="expected video packets"):
+        writer.write_video(0.0, picture(0))
+    sent_keyframes = []
+    for index in range(90):
+        offset = index / 30 + (2.0 if index >= 60 else 0.0)
+        keyframe = index % 30 == 0
+        image = picture(index)
+        image.pts = index * 3_000
+        for packet in encoder.encode(image, keyframe):
+            writer.write_video_packet(offset, packet)
+            if packet.is_keyframe:
+                sent_keyframes.append(round(offset, 3))
+        writer.write_audio(offset, sound())
+    writer.close()
+
+    assert writer.stats.video_frames == 90
+    # the muxer shifts every timestamp by the same start delay
+    recorded = keyframe_times(raw)
+    assert [round(time - recorded[0], 3) for time in recorded] == sent_keyframes
+    video = tmp_path / "video.mp4"
+    remux_to_mp4(raw, video)
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert (stream.codec_context.width, stream.codec_context.height) == (320, 240)
+    # two seconds without any packet stay two seconds in the replay
+    assert abs(stream_seconds(video, "video") - (89 / 30 + 2.0)) < 0.1

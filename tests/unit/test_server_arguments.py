@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import server
-from core.settings import DEFAULT_HOST_RECONNECT_GRACE_SECS, Settings
+from core.settings import DEFAULT_HOST_RECONNECT_GRACE_SECS, MediaPath, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +60,21 @@ def test_host_reconnect_grace_rejects_environment(
 def test_settings_reject_zero_grace() -> None:
     with pytest.raises(ValueError, match="host_reconnect_grace_secs"):
         Settings(host_reconnect_grace_secs=0)
+
+
+def test_media_path_default_and_choices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MEDIA_PATH", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
+    assert server.parse_arguments([]).media_path is MediaPath.ENCODE_ONCE
+    arguments = server.parse_arguments(["--media-path", "relay", "--data-dir", str(tmp_path)])
+    assert server.settings_from_arguments(arguments).media_path is MediaPath.RELAY
+    monkeypatch.setenv("MEDIA_PATH", "relay")
+    assert server.parse_arguments([]).media_path is MediaPath.RELAY
+    with pytest.raises(SystemExit):
+        server.parse_arguments(["--media-path", "simulcast"])
+    assert "--media-path" in capsys.readouterr().err
 
 
 def test_node_name_default_names_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -70,3 +70,32 @@ export async function createViewerConnection(iceServers, stream) {
   await waitForIceGatheringComplete(peerConnection);
   return peerConnection;
 }
+
+/**
+ * Returns `sdp` with the link's downlink, as the browser estimates it
+ * (`navigator.connection.downlink`, in Mbit/s), declared as `b=AS` (kbit/s) in the
+ * video section, so that the server starts the video at a quality the link carries
+ * (docs/protocol.md, `watch`). Without that estimate, `sdp` goes unchanged. Only the
+ * text sent to the server carries the line; the local description keeps its own.
+ */
+export function withDeclaredDownlink(sdp) {
+  const downlinkMbps = navigator.connection?.downlink;
+  if (typeof downlinkMbps !== "number" || !(downlinkMbps > 0)) {
+    return sdp;
+  }
+  const lines = sdp.split("\r\n");
+  const video = lines.findIndex((line) => line.startsWith("m=video"));
+  if (video < 0) {
+    return sdp;
+  }
+  // a section's b= lines follow its c= line
+  let connection = video + 1;
+  while (connection < lines.length && !lines[connection].startsWith("m=")) {
+    if (lines[connection].startsWith("c=")) {
+      lines.splice(connection + 1, 0, `b=AS:${Math.round(downlinkMbps * 1000)}`);
+      return lines.join("\r\n");
+    }
+    connection += 1;
+  }
+  return sdp;
+}

@@ -11,7 +11,7 @@
 //   "error"        {code, message}         an error frame, or a local failure in French
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
 
-import { createPublisherConnection, createViewerConnection } from "./peer.js";
+import { createPublisherConnection, createViewerConnection, withDeclaredDownlink } from "./peer.js";
 import { ReconnectingSocket } from "./socket.js";
 
 export const LiveState = Object.freeze({
@@ -135,7 +135,11 @@ export class LiveSignaling extends EventTarget {
       return false;
     }
 
-    if (!this.socket.send({ type, sdp: peerConnection.localDescription.sdp })) {
+    let sdp = peerConnection.localDescription.sdp;
+    if (type === "watch") {
+      sdp = withDeclaredDownlink(sdp);
+    }
+    if (!this.socket.send({ type, sdp })) {
       peerConnection.close();
       this.offerInProgress = false;
       return false;
