@@ -187,9 +187,9 @@ def _text(value: bytes | str) -> str:
 # Called with (node name, instance token) when a node's process is gone: its lease
 # expired, or a new process of the same name replaced it.
 NodeGoneHandler = Callable[[str, str], Awaitable[None]]
-# Called with a live id whose media node died; moves the live to interrupted, or raises
-# RecoveryFailedError.
-LiveRecoverer = Callable[[int], Awaitable[None]]
+# Called with (live id, name of its dead media node); moves the live to interrupted and
+# takes over what the node left unfinished, or raises RecoveryFailedError.
+LiveRecoverer = Callable[[int, str], Awaitable[None]]
 # Called with (live id, owner) when another node holds the lease of a live this one carries.
 LiveLostHandler = Callable[[int, str], None]
 
@@ -434,7 +434,7 @@ class NodeRegistry:
                     continue
                 else:
                     logger.warning("%r: live %s lost its media node %s", self, live_id, name)
-                    await self._recover_live(live_id)
+                    await self._recover_live(live_id, name)
                 handled.append(live_id)
             await self._forget_script(
                 keys=[NODES_KEY, node_key(name), node_lives_key(name)], args=[name, *handled]

@@ -58,7 +58,7 @@ class Node:
         self.gone.append((name, instance))
         self.changed.set()
 
-    async def _recover(self, live_id: int) -> None:
+    async def _recover(self, live_id: int, dead_node: str) -> None:
         self.recovered.append(live_id)
         self.changed.set()
 

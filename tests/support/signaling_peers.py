@@ -440,3 +440,12 @@ async def start_watching(
     await viewer.accept(answer)
     await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)
     return client, viewer
+
+
+async def watch_on(socket: SignalingClient, publisher: Publisher) -> Viewer:
+    """Watch on `socket` with a new viewer peer; return once it decoded a frame."""
+    viewer = Viewer(publisher.video)
+    await viewer.accept(await socket.request_answer("watch", await viewer.offer()))
+    await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)
+    await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+    return viewer

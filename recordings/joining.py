@@ -1,0 +1,129 @@
+"""Join the finished parts of one live's recording into a single MP4 for replay.
+
+A live that was interrupted and resumed has one Recording per stretch, each finished
+into its own MP4 that starts at 0. Joining copies their packets, without re-encoding,
+into one MP4 on the wall-clock timeline of the first part: each part starts at its own
+`started_at` minus the first part's. The time between two parts stays a gap in the
+timestamps, so a chat message keeps its offset from the first part's start whichever
+part it was sent in.
+
+These functions block on file I/O; the service runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+from av.container import InputContainer
+from av.stream import Stream
+
+from recordings.finishing import AV_TIME_BASE
+
+logger = logging.getLogger(__name__)
+
+
+class IncompatiblePartsError(Exception):
+    """Two parts differ in their streams (count, codec, picture size or audio format),
+    so their packets cannot share one MP4 stream without re-encoding."""
+
+
+@dataclass(frozen=True)
+class RecordingPart:
+    """One finished part: its MP4 and where it starts on the joined timeline."""
+
+    video_path: Path
+    offset_secs: float
+
+
+def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
+    """Copy the packets of `parts`, in order, into one MP4 at `joined_path` with its
+    index at the front; return its duration in seconds.
+
+    Packets of a part that would decode before the end of the previous part are left
+    out, so timestamps only go forward. Raises IncompatiblePartsError, OSError or
+    av.FFmpegError; the MP4 appears at `joined_path` only once complete.
+    """
+    if not parts:
+        raise ValueError("join_parts needs at least one part")
+    started = time.monotonic()
+    partial = joined_path.with_name(joined_path.name + ".partial")
+    sources = [av.open(str(part.video_path)) for part in parts]
+    try:
+        templates = _streams(sources[0])
+        for part, source in zip(parts[1:], sources[1:], strict=True):
+            _check_compatible(templates, _streams(source), part.video_path)
+
+        with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as target:
+            outputs = [target.add_stream_from_template(stream) for stream in templates]
+            # maps each output stream's position to the last decoding time written, in
+            # seconds, which the next part must pass
+            last_dts_secs: dict[int, float] = {}
+            skipped = 0
+            for part, source in zip(parts, sources, strict=True):
+                streams = _streams(source)
+                for packet in source.demux(streams):
+                    if packet.dts is None or packet.size == 0 or packet.time_base is None:
+                        continue
+                    position = streams.index(packet.stream)
+                    shift = round(part.offset_secs / packet.time_base)
+                    dts = packet.dts + shift
+                    dts_secs = float(dts * packet.time_base)
+                    if position in last_dts_secs and dts_secs <= last_dts_secs[position]:
+                        skipped += 1
+                        continue
+                    pts = packet.pts if packet.pts is not None else packet.dts
+                    packet.dts = dts
+                    packet.pts = pts + shift
+                    last_dts_secs[position] = dts_secs
+                    packet.stream = outputs[position]
+                    target.mux(packet)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        for source in sources:
+            source.close()
+
+    os.replace(partial, joined_path)
+    with av.open(str(joined_path)) as joined:
+        duration = (joined.duration or 0) / AV_TIME_BASE
+    if skipped:
+        logger.warning("%s: left out %d overlapping packets", joined_path, skipped)
+    logger.info(
+        "%s: joined %d parts (%.1f s of media) in %.2f s",
+        joined_path,
+        len(parts),
+        duration,
+        time.monotonic() - started,
+    )
+    return duration
+
+
+def _streams(container: InputContainer) -> list[Stream]:
+    """Return the video stream, then the audio stream, of a finished part."""
+    return [*container.streams.video[:1], *container.streams.audio[:1]]
+
+
+def _check_compatible(first: list[Stream], other: list[Stream], path: Path) -> None:
+    if [stream.type for stream in first] != [stream.type for stream in other]:
+        raise IncompatiblePartsError(
+            f"{path}: streams {[s.type for s in other]}, expected {[s.type for s in first]}"
+        )
+    for expected, actual in zip(first, other, strict=True):
+        expected_context = expected.codec_context
+        actual_context = actual.codec_context
+        if expected_context.name != actual_context.name:
+            raise IncompatiblePartsError(
+                f"{path}: codec {actual_context.name}, expected {expected_context.name}"
+            )
+        # An MP4 stream has one set of decoder parameters (H.264's SPS and PPS, AAC's
+        # AudioSpecificConfig): a part encoded with others would decode wrongly.
+        if expected_context.extradata != actual_context.extradata:
+            raise IncompatiblePartsError(
+                f"{path}: {actual.type} decoder parameters differ from the first part's"
+            )
