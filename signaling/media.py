@@ -83,6 +83,17 @@ def iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class HostStatus(enum.StrEnum):
+    """Whether the host's media reaches a live that is on air, in the `host` frame."""
+
+    AWAY = "away"
+    BACK = "back"
+
+
+def host_frame(status: HostStatus) -> dict[str, Any]:
+    return {"type": "host", "status": status.value}
+
+
 def state_frame(live: Live) -> dict[str, Any]:
     return {
         "type": "state",
@@ -188,6 +199,7 @@ class LiveMediaSession:
             away_secs = time.monotonic() - (self._host_lost_monotonic or time.monotonic())
             self._move(frozenset({MediaSessionState.HOST_AWAY}), MediaSessionState.LIVE)
             logger.info("%r: host back with %r after %.1f s away", self, peer, away_secs)
+            self.manager.broadcast(self.live_id, host_frame(HostStatus.BACK))
         return answer
 
     async def watch(self, listener: Listener, offer_sdp: str) -> str:
@@ -362,6 +374,7 @@ class LiveMediaSession:
         self._grace_timer = self.tasks.spawn(
             self._end_after_grace(grace_secs), "host reconnect grace", self._fail
         )
+        self.manager.broadcast(self.live_id, host_frame(HostStatus.AWAY))
 
     async def _end_after_grace(self, grace_secs: float) -> None:
         await asyncio.sleep(grace_secs)

@@ -283,13 +283,13 @@ class SignalingClient:
         return frame
 
     async def recv_type(self, frame_type: str) -> dict[str, Any]:
-        """Return the next frame of `frame_type`, skipping `viewers` and `recording`
-        frames, which arrive whenever the server has news."""
+        """Return the next frame of `frame_type`, skipping `viewers`, `recording`,
+        `state` and `host` frames, which arrive whenever the server has news."""
         while True:
             frame = await self.recv()
             if frame["type"] == frame_type:
                 return frame
-            assert frame["type"] in {"viewers", "recording", "state"}, frame
+            assert frame["type"] in {"viewers", "recording", "state", "host"}, frame
 
     async def until(self, frame_type: str, **fields: Any) -> dict[str, Any]:
         """Return the first frame of `frame_type` with these field values, skipping others."""

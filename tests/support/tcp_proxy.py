@@ -12,7 +12,6 @@ synchronous API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Coroutine
@@ -72,13 +71,11 @@ class TcpProxy:
         if server is not None:
             server.close()
         pipes = list(self._pipes.items())
-        for task, writers in pipes:
+        for _, writers in pipes:
             for writer in writers:
                 writer.transport.abort()
-            task.cancel()
-        for task, _ in pipes:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # with both transports aborted, each handler's pumps read the end and return
+        await asyncio.gather(*(task for task, _ in pipes))
         if server is not None:
             await server.wait_closed()
         self.cut_count += 1

@@ -5,6 +5,7 @@
 //   "state"        {state}                 the live's state, from welcome or a state frame
 //   "recording"    {status, reason}        the recording's status
 //   "viewers"      {count}                 connected viewers, for the host
+//   "host"         {status}                "away" while the host's media is cut, then "back"
 //   "stream"       {stream}                the MediaStream received by a viewer
 //   "peer"         {peerConnection}        the current peer connection, or null
 //   "publishing"   {publishing}            whether the host's media is being sent
@@ -258,6 +259,9 @@ export class LiveSignaling extends EventTarget {
         break;
       case "viewers":
         this.emit("viewers", { count: frame.count });
+        break;
+      case "host":
+        this.emit("host", { status: frame.status });
         break;
       case "error":
         this.handleError(frame);
