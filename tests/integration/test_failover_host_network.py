@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from websockets.exceptions import WebSocketException
 
 from recordings.models import Recording
-from tests.support.replay_checks import is_increasing, read_replay
+from tests.support.replay_checks import assert_two_parts, read_replay
 from tests.support.signaling_peers import (
     EVENT_TIMEOUT_SECS,
     PICTURE_FRAME_RATE,
@@ -84,14 +85,15 @@ async def test_failover_host_network_drop_resumes(data_dir: Path, tmp_path: Path
             await viewer.wait_for_frame_number(publisher.video.frames_sent + PART_FRAMES)
             last_before_drop = viewer.frame_numbers[-1]
 
-            # the host's network drops: its socket closes, and new connections fail
+            # the host's network drops: its socket closes, and new connections are reset
             cut_at = time.monotonic()
             assert await proxy.cut() == 1
             away = await watcher.until("host")
             assert away == {"type": "host", "status": "away"}
             part_one_secs = cut_at - part_one_began
-            with pytest.raises(OSError):
+            with pytest.raises((OSError, WebSocketException)):
                 await SignalingClient.open(proxy.ws_url, setting.live_id, setting.host_cookie)
+            assert proxy.refused == 1
             # no picture reaches the viewer for the whole drop
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(
@@ -101,7 +103,7 @@ async def test_failover_host_network_drop_resumes(data_dir: Path, tmp_path: Path
             await publisher.close()
 
             # the network is back: the host publishes again into the same live
-            await proxy.restore()
+            proxy.restore()
             host, publisher = await publish_through(proxy, setting.live_id, setting.host_cookie)
             resumed_at = time.monotonic()
             assert host.welcome["state"] == "live"
@@ -137,23 +139,8 @@ async def test_failover_host_network_drop_resumes(data_dir: Path, tmp_path: Path
     video_path = tmp_path / "replay.mp4"
     video_path.write_bytes(video.content)
     timeline = read_replay(video_path)
-    parts = timeline.parts()
-    print(
-        f"parts {part_one_secs:.1f} s and {part_two_secs:.1f} s, away {away_secs:.1f} s; "
-        f"replay {timeline.duration_secs:.1f} s, {[len(part) for part in parts]} frames"
-    )
     # one recording, one video: both parts in order, with the time away between them
     assert recordings == 1
-    assert timeline.video_streams == 1
-    assert timeline.audio_streams == 1
-    assert len(parts) == 2
-    assert is_increasing([frame.time_secs for frame in timeline.video])
-    assert is_increasing(timeline.audio_times_secs)
-    for part, part_secs in zip(parts, (part_one_secs, part_two_secs), strict=True):
-        assert is_increasing([frame.number for frame in part])
-        assert len(part) >= (part_secs - MAX_LOST_SECS_PER_PART) * PICTURE_FRAME_RATE / 2
-    gap_secs = parts[1][0].time_secs - parts[0][-1].time_secs
+    assert_two_parts(timeline, (part_one_secs, part_two_secs), away_secs, MAX_LOST_SECS_PER_PART)
+    gap_secs = timeline.parts()[1][0].time_secs - timeline.parts()[0][-1].time_secs
     assert gap_secs >= DROP_SECS - MAX_LOST_SECS_PER_PART
-    recorded_secs = part_one_secs + away_secs + part_two_secs
-    assert timeline.duration_secs >= recorded_secs - 2 * MAX_LOST_SECS_PER_PART
-    assert timeline.duration_secs <= recorded_secs + 1.0

@@ -1,8 +1,8 @@
 """A TCP proxy on 127.0.0.1 that a test puts between clients and a server process.
 
-Cutting it closes every open connection and rejects new ones, as a dropped network
-would. Retargeting it moves new connections to another server process, as a load
-balancer would after a crash.
+Cutting it closes every open connection and resets each new one at once, as a dropped
+network would, and counts those attempts. Retargeting it moves new connections to
+another server process, as a load balancer would after a crash.
 
 `TcpProxy` runs in the test's event loop. `ThreadedTcpProxy` runs one in a thread of its
 own, for tests that block, such as those driving Chromium through Playwright's
@@ -30,15 +30,17 @@ THREAD_CALL_TIMEOUT_SECS = 10.0
 class TcpProxy:
     """Forwards each connection to 127.0.0.1:`target_port`.
 
-    `accepted` counts the connections taken since the start, which lets a test wait for
-    clients to reconnect by count rather than by time.
+    `accepted` counts the connections forwarded since the start, and `refused` those
+    reset while cut, which lets a test wait for clients to reconnect by count rather
+    than by time.
     """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port: int | None = None
         self.accepted = 0
-        self.cut_count = 0
+        self.refused = 0
+        self.is_cut = False
         self._server: asyncio.Server | None = None
         # maps each open client connection's handler task to its two writers
         self._pipes: dict[asyncio.Task[None], tuple[asyncio.StreamWriter, ...]] = {}
@@ -52,41 +54,29 @@ class TcpProxy:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    @property
-    def is_cut(self) -> bool:
-        return self._server is None
-
     async def start(self) -> None:
-        """Listen on a free port the first time, then on the same port again."""
-        self._server = await asyncio.start_server(
-            self._handle, "127.0.0.1", self.port or 0, reuse_address=True
-        )
+        """Listen on a free port."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("proxy :%s -> :%s listening", self.port, self.target_port)
 
     async def cut(self) -> int:
-        """Stop listening, so that new connections are refused, and close every open
-        connection; return how many were open."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        """Close every open connection and reset new ones until `restore`; return how
+        many connections were open."""
+        self.is_cut = True
         pipes = list(self._pipes.items())
         for _, writers in pipes:
             for writer in writers:
                 writer.transport.abort()
         # with both transports aborted, each handler's pumps read the end and return
         await asyncio.gather(*(task for task, _ in pipes))
-        if server is not None:
-            await server.wait_closed()
-        self.cut_count += 1
         logger.info("proxy :%s cut: %d connections closed", self.port, len(pipes))
         return len(pipes)
 
-    async def restore(self) -> None:
-        """Listen again after `cut`, on the same port."""
-        if self._server is not None:
-            raise RuntimeError(f"proxy :{self.port} is already listening")
-        await self.start()
+    def restore(self) -> None:
+        """Forward new connections again after `cut`."""
+        self.is_cut = False
+        logger.info("proxy :%s restored after %d refused connections", self.port, self.refused)
 
     def retarget(self, target_port: int) -> None:
         """Send the connections opened from now on to `target_port`."""
@@ -100,10 +90,15 @@ class TcpProxy:
 
     async def close(self) -> None:
         await self.cut()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is None or self._server is None:
+        if task is None or self.is_cut:
+            self.refused += 1
             writer.transport.abort()
             return
         try:
@@ -115,8 +110,9 @@ class TcpProxy:
             logger.info("proxy :%s: :%s unreachable: %s", self.port, self.target_port, error)
             writer.transport.abort()
             return
-        if self._server is None:
+        if self.is_cut:
             # cut while this connection was being opened
+            self.refused += 1
             writer.transport.abort()
             upstream_writer.transport.abort()
             return
@@ -171,8 +167,12 @@ class ThreadedTcpProxy:
     def cut(self) -> int:
         return self._call(self.proxy.cut())
 
+    @property
+    def refused(self) -> int:
+        return self.proxy.refused
+
     def restore(self) -> None:
-        self._call(self.proxy.restore())
+        self._loop.call_soon_threadsafe(self.proxy.restore)
 
     def retarget(self, target_port: int) -> None:
         self._loop.call_soon_threadsafe(self.proxy.retarget, target_port)
