@@ -44,8 +44,9 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
     """Copy the packets of `parts`, in order, into one MP4 at `joined_path` with its
     index at the front; return its duration in seconds.
 
-    Packets of a part that would decode before the end of the previous part are left
-    out, so timestamps only go forward. Raises IncompatiblePartsError, OSError or
+    A part that starts before the previous one ends is moved after it, and a packet
+    that would not decode after the previous one of its stream is left out, so
+    timestamps only go forward. Raises IncompatiblePartsError, OSError or
     av.FFmpegError; the MP4 appears at `joined_path` only once complete.
     """
     if not parts:
@@ -61,16 +62,26 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
         with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as target:
             outputs = [target.add_stream_from_template(stream) for stream in templates]
             # maps each output stream's position to the last decoding time written, in
-            # seconds, which the next part must pass
+            # seconds, which the next packet must pass
             last_dts_secs: dict[int, float] = {}
+            end_secs = 0.0
             skipped = 0
             for part, source in zip(parts, sources, strict=True):
                 streams = _streams(source)
+                # Two nodes' clocks may disagree by a little, so a part may seem to start
+                # before the previous one ended: it then starts right after it instead.
+                offset_secs = max(part.offset_secs, end_secs)
+                if offset_secs > part.offset_secs:
+                    logger.warning(
+                        "%s: starts %.3f s before the previous part ended; moved after it",
+                        part.video_path,
+                        offset_secs - part.offset_secs,
+                    )
                 for packet in source.demux(streams):
                     if packet.dts is None or packet.size == 0 or packet.time_base is None:
                         continue
                     position = streams.index(packet.stream)
-                    shift = round(part.offset_secs / packet.time_base)
+                    shift = round(offset_secs / packet.time_base)
                     dts = packet.dts + shift
                     dts_secs = float(dts * packet.time_base)
                     if position in last_dts_secs and dts_secs <= last_dts_secs[position]:
@@ -80,6 +91,8 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
                     packet.dts = dts
                     packet.pts = pts + shift
                     last_dts_secs[position] = dts_secs
+                    packet_end = pts + shift + (packet.duration or 0)
+                    end_secs = max(end_secs, float(packet_end * packet.time_base))
                     packet.stream = outputs[position]
                     target.mux(packet)
     except BaseException:
@@ -112,7 +125,8 @@ def _streams(container: InputContainer) -> list[Stream]:
 def _check_compatible(first: list[Stream], other: list[Stream], path: Path) -> None:
     if [stream.type for stream in first] != [stream.type for stream in other]:
         raise IncompatiblePartsError(
-            f"{path}: streams {[s.type for s in other]}, expected {[s.type for s in first]}"
+            f"{path}: streams {[stream.type for stream in other]}, "
+            f"expected {[stream.type for stream in first]}"
         )
     for expected, actual in zip(first, other, strict=True):
         expected_context = expected.codec_context
