@@ -1,13 +1,13 @@
 """Join the finished parts of one live's recording into a single MP4 for replay.
 
 A live that was interrupted and resumed has one Recording per stretch, each finished
-into its own MP4 that starts at 0. Joining copies their packets, without re-encoding,
-into one MP4 on the wall-clock timeline of the first part: each part starts at its own
-`started_at` minus the first part's. The time between two parts stays a gap in the
-timestamps, so a chat message keeps its offset from the first part's start whichever
-part it was sent in.
+into its own MP4 that starts at 0. Joining copies their packets into one MP4 on the
+wall-clock timeline of the first part, so each part starts at its own `started_at`
+minus the first part's. Only a part recorded at another picture size is encoded again.
+The time between two parts stays a gap in the timestamps, so a chat message keeps its
+offset from the first part's start whichever part it was sent in.
 
-These functions block on file I/O; the service runs them in a thread.
+These functions block on file I/O and encoding, so the service runs them in a thread.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from av.audio.frame import AudioFrame
 from av.container import InputContainer
 from av.stream import Stream
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
 
-from recordings.finishing import AV_TIME_BASE
+from recordings.finishing import AV_TIME_BASE, remux_to_mp4
+from recordings.writer import TransportStreamWriter
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +48,10 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
     """Copy the packets of `parts`, in order, into one MP4 at `joined_path` with its
     index at the front; return its duration in seconds.
 
-    A part that starts before the previous one ends is moved after it, and a packet
-    that would not decode after the previous one of its stream is left out, so
-    timestamps only go forward. Raises IncompatiblePartsError, OSError or
+    A part whose decoder parameters differ from the first part's (another picture
+    size) is encoded again to match. A part that starts before the previous one ends
+    is moved after it, and a packet that would not decode after the previous one of
+    its stream is left out, so timestamps only go forward. Raises IncompatiblePartsError, OSError or
     av.FFmpegError; the MP4 appears at `joined_path` only once complete.
     """
     if not parts:
@@ -54,10 +59,25 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
     started = time.monotonic()
     partial = joined_path.with_name(joined_path.name + ".partial")
     sources = [av.open(str(part.video_path)) for part in parts]
+    conformed: list[Path] = []
     try:
         templates = _streams(sources[0])
-        for part, source in zip(parts[1:], sources[1:], strict=True):
-            _check_compatible(templates, _streams(source), part.video_path)
+        for index in range(1, len(parts)):
+            try:
+                _check_compatible(templates, _streams(sources[index]), parts[index].video_path)
+            except IncompatiblePartsError as error:
+                if [stream.type for stream in templates] != [
+                    stream.type for stream in _streams(sources[index])
+                ]:
+                    raise
+                # the host's camera started at another picture size in this part
+                logger.warning("%s; encoding it again to match the first part", error)
+                sources[index].close()
+                path = joined_path.with_name(f"{joined_path.stem}.part{index}.mp4")
+                conformed.append(path)
+                conform_part(parts[index].video_path, templates, path)
+                sources[index] = av.open(str(path))
+                _check_compatible(templates, _streams(sources[index]), path)
 
         with av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as target:
             outputs = [target.add_stream_from_template(stream) for stream in templates]
@@ -101,6 +121,8 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
     finally:
         for source in sources:
             source.close()
+        for path in conformed:
+            path.unlink(missing_ok=True)
 
     os.replace(partial, joined_path)
     with av.open(str(joined_path)) as joined:
@@ -115,6 +137,46 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
         time.monotonic() - started,
     )
     return duration
+
+
+def conform_part(video_path: Path, templates: list[Stream], conformed_path: Path) -> None:
+    """Decode the part at `video_path` and encode it again, as the recorder would, at
+    the picture size of the video stream in `templates`, into `conformed_path`.
+
+    The recorder's encoder settings then give the same decoder parameters as the first
+    part's. Blocks for about the part's duration times the recorder's encoding cost.
+    """
+    size = next(
+        (
+            (stream.codec_context.width, stream.codec_context.height)
+            for stream in templates
+            if isinstance(stream, VideoStream)
+        ),
+        None,
+    )
+    raw_path = conformed_path.with_suffix(".ts")
+    writer = TransportStreamWriter(
+        raw_path,
+        has_video=size is not None,
+        has_audio=any(stream.type == "audio" for stream in templates),
+    )
+    first_picture = True
+    try:
+        with av.open(str(video_path)) as source:
+            for packet in source.demux(_streams(source)):
+                for frame in packet.decode():
+                    if isinstance(frame, VideoFrame) and frame.time is not None and size:
+                        # the writer keeps the size of its first picture for the whole file
+                        picture = frame.reformat(*size) if first_picture else frame
+                        first_picture = False
+                        writer.write_video(frame.time, picture)
+                    elif isinstance(frame, AudioFrame) and frame.time is not None:
+                        writer.write_audio(frame.time, frame)
+        writer.close()
+        remux_to_mp4(raw_path, conformed_path)
+    finally:
+        writer.abort()
+        raw_path.unlink(missing_ok=True)
 
 
 def _streams(container: InputContainer) -> list[Stream]:

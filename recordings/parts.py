@@ -73,7 +73,7 @@ async def join_if_complete(database: Database, settings: Settings, live_id: int)
         return
 
     # NOTE: two processes that finish the last two parts at the same moment may both
-    # join; each writes the same file from the same parts, through a partial file.
+    # join. Each writes the same file from the same parts, through a partial file.
     starts = [recording.started_at for recording in ready if recording.started_at is not None]
     first_started_at = starts[0]
     parts = [
@@ -88,8 +88,7 @@ async def join_if_complete(database: Database, settings: Settings, live_id: int)
     try:
         duration = await asyncio.to_thread(join_parts, parts, joined_path)
     except (IncompatiblePartsError, OSError, av.FFmpegError) as error:
-        # TODO: re-encode a part whose decoder parameters differ (the host's camera
-        # changed its picture size between parts) instead of keeping the parts apart.
+        # a part with other streams than the first (no sound, say) cannot be joined
         logger.error(
             "live %s: recordings %s not joined, the replay shows only the last part: %s",
             live_id,

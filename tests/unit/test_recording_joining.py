@@ -73,15 +73,40 @@ def test_join_parts_overlap_keeps_order(tmp_path: Path) -> None:
     assert times[-1] == pytest.approx(4.0, abs=0.1)
 
 
-def test_join_parts_rejects_other_picture_size(tmp_path: Path) -> None:
+def test_join_parts_conforms_other_picture_size(tmp_path: Path) -> None:
     """Guards against a joined video whose second part decodes with the first part's
-    H.264 parameters, which garbles its picture."""
+    H.264 parameters, which garbles its picture: a browser's camera may start a resumed
+    live at another size."""
     first = write_part(tmp_path, "first", 1.0)
     second = write_part(tmp_path, "second", 1.0, width=640)
     joined = tmp_path / "joined.mp4"
 
+    join_parts([RecordingPart(first, 0.0), RecordingPart(second, 5.0)], joined)
+
+    with av.open(str(joined)) as container:
+        pictures = [(frame.time, frame.width, frame.height) for frame in container.decode(video=0)]
+    assert {(width, height) for _, width, height in pictures} == {(320, 240)}
+    assert len(pictures) == len(video_times(first)) + len(video_times(second))
+    assert max(time or 0.0 for time, _, _ in pictures) == pytest.approx(6.0, abs=0.1)
+    assert sorted(path.name for path in tmp_path.iterdir() if "joined" in path.name) == [
+        "joined.mp4"
+    ]
+
+
+def test_join_parts_rejects_other_streams(tmp_path: Path) -> None:
+    """Guards against a joined video that mixes a part without sound into an audio
+    stream, which no re-encoding can fill."""
+    first = write_part(tmp_path, "first", 1.0)
+    raw = tmp_path / "silent.ts"
+    writer = TransportStreamWriter(raw, has_video=True, has_audio=False)
+    write_stretch(writer, 0.0, 1.0, audio=False)
+    writer.close()
+    silent = tmp_path / "silent.mp4"
+    remux_to_mp4(raw, silent)
+    joined = tmp_path / "joined.mp4"
+
     with pytest.raises(IncompatiblePartsError):
-        join_parts([RecordingPart(first, 0.0), RecordingPart(second, 5.0)], joined)
+        join_parts([RecordingPart(first, 0.0), RecordingPart(silent, 5.0)], joined)
     assert not joined.exists()
     assert not (tmp_path / "joined.mp4.partial").exists()
 
