@@ -57,7 +57,8 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
     if not parts:
         raise ValueError("join_parts needs at least one part")
     started = time.monotonic()
-    partial = joined_path.with_name(joined_path.name + ".partial")
+    # named after the process, since two processes may join the same live at once
+    partial = joined_path.with_name(f"{joined_path.name}.{os.getpid()}.partial")
     sources = [av.open(str(part.video_path)) for part in parts]
     conformed: list[Path] = []
     try:
@@ -73,7 +74,7 @@ def join_parts(parts: list[RecordingPart], joined_path: Path) -> float:
                 # the host's camera started at another picture size in this part
                 logger.warning("%s; encoding it again to match the first part", error)
                 sources[index].close()
-                path = joined_path.with_name(f"{joined_path.stem}.part{index}.mp4")
+                path = joined_path.with_name(f"{joined_path.stem}.{os.getpid()}.part{index}.mp4")
                 conformed.append(path)
                 conform_part(parts[index].video_path, templates, path)
                 sources[index] = av.open(str(path))

@@ -73,7 +73,7 @@ async def join_if_complete(database: Database, settings: Settings, live_id: int)
         return
 
     # NOTE: two processes that finish the last two parts at the same moment may both
-    # join. Each writes the same file from the same parts, through a partial file.
+    # join. Each writes the same file from the same parts, through its own partial file.
     starts = [recording.started_at for recording in ready if recording.started_at is not None]
     first_started_at = starts[0]
     parts = [
