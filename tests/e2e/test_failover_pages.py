@@ -19,11 +19,21 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.browser import FakeMedia, launch_chromium, record_console
+from tests.e2e.browser import FakeMedia, launch_chromium
+from tests.e2e.live_page import (
+    FRAMES_ABOVE_JS,
+    FRAMES_GROWTH,
+    HOST,
+    VIEWER,
+    chat_items,
+    frames_decoded,
+    open_page,
+    say,
+    wait_for_frames,
+)
 from tests.support.clients import (
-    Account,
     cookie_header,
     register_for_live,
     schedule_live,
@@ -35,8 +45,6 @@ from tests.support.tcp_proxy import ThreadedTcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 
-HOST = Account("claire.dubois@example.org", "cartes-mentales-2026", "Claire Dubois")
-VIEWER = Account("ines.martin@example.org", "bonsoir-a-toutes-2026", "Inès Martin")
 
 # How long the viewer's network stays cut.
 DROP_MS = 20_000
@@ -45,10 +53,6 @@ DROP_MS = 20_000
 # every half second, without backoff, would make some 80 attempts.
 MIN_ATTEMPTS_DURING_DROP = 4
 MAX_ATTEMPTS_DURING_DROP = 30
-# The fake camera sends 20 frames per second: 40 more decoded frames prove about two
-# seconds of moving picture.
-FRAMES_GROWTH = 40
-PAGE_TIMEOUT_MS = 15_000
 # After the drop, the next attempt may come up to 16 s later (the backoff's sixth
 # delay), then negotiation and the first frame take a few seconds.
 MEDIA_TIMEOUT_MS = 60_000
@@ -58,12 +62,6 @@ POLL_INTERVAL_SECS = 0.5
 # contains when it stops.
 MAX_LOST_SECS = 3.0
 
-# Frames decoded by the viewer's <video>, from the browser's own playback counter.
-TOTAL_VIDEO_FRAMES_JS = (
-    "document.querySelector('[data-stage-video]').getVideoPlaybackQuality().totalVideoFrames"
-)
-FRAMES_ABOVE_JS = f"(minimum) => {TOTAL_VIDEO_FRAMES_JS} > minimum"
-
 
 @pytest.fixture
 def proxy(server: ServerProcess) -> Iterator[ThreadedTcpProxy]:
@@ -72,34 +70,6 @@ def proxy(server: ServerProcess) -> Iterator[ThreadedTcpProxy]:
         yield front
     finally:
         front.close()
-
-
-def cookies_of(cookie: str, url: str) -> list[Any]:
-    return [
-        {"name": name, "value": value, "url": url}
-        for name, value in (pair.split("=", 1) for pair in cookie.split("; "))
-    ]
-
-
-def frames_decoded(page: Page) -> int:
-    value: int = page.evaluate(TOTAL_VIDEO_FRAMES_JS)
-    return value
-
-
-def wait_for_frames(page: Page, growth: int) -> None:
-    """Wait until the viewer's video decodes `growth` more frames than now."""
-    page.wait_for_function(
-        FRAMES_ABOVE_JS, arg=frames_decoded(page) + growth, timeout=MEDIA_TIMEOUT_MS
-    )
-
-
-def chat_items(page: Page, text: str) -> Any:
-    return page.locator("[data-chat-messages] li[data-seq]").filter(has_text=text)
-
-
-def say(page: Page, text: str) -> None:
-    page.get_by_label("Votre message").fill(text)
-    page.get_by_label("Votre message").press("Enter")
 
 
 def wait_for_replay(client: httpx.Client, live_id: int) -> dict[str, Any]:
@@ -133,14 +103,12 @@ def test_failover_pages_viewer_drop_host_reload(
         launch_chromium(playwright, fake_media) as host_context,
         launch_chromium(playwright) as viewer_context,
     ):
-        host_context.add_cookies(cookies_of(cookie_header(host_http), server.url))
-        viewer_context.add_cookies(cookies_of(cookie_header(viewer_http), proxy.url))
-        for context in (host_context, viewer_context):
-            context.set_default_timeout(PAGE_TIMEOUT_MS)
-        host_page = host_context.pages[0] if host_context.pages else host_context.new_page()
-        viewer_page = viewer_context.pages[0] if viewer_context.pages else viewer_context.new_page()
-        record_console(host_page, console_lines["host"])
-        record_console(viewer_page, console_lines["viewer"])
+        host_page = open_page(
+            host_context, cookie_header(host_http), server.url, console_lines["host"]
+        )
+        viewer_page = open_page(
+            viewer_context, cookie_header(viewer_http), proxy.url, console_lines["viewer"]
+        )
 
         # the host goes on air; the viewer, through the proxy, watches
         host_page.goto(f"{server.url}/lives/{live_id}")
@@ -148,7 +116,7 @@ def test_failover_pages_viewer_drop_host_reload(
         host_page.get_by_role("button", name="Démarrer le live").click()
         viewer_status = viewer_page.locator("[data-stage-status]")
         expect(viewer_status).to_have_text("En direct", timeout=MEDIA_TIMEOUT_MS)
-        wait_for_frames(viewer_page, FRAMES_GROWTH)
+        wait_for_frames(viewer_page, FRAMES_GROWTH, MEDIA_TIMEOUT_MS)
         say(viewer_page, "Bonsoir, je vous vois bien")
         expect(chat_items(host_page, "Bonsoir, je vous vois bien")).to_have_count(1)
 
@@ -178,7 +146,7 @@ def test_failover_pages_viewer_drop_host_reload(
         for text in missed:
             expect(chat_items(viewer_page, text)).to_have_count(1, timeout=MEDIA_TIMEOUT_MS)
         expect(chat_items(viewer_page, "Bonsoir, je vous vois bien")).to_have_count(1)
-        wait_for_frames(viewer_page, FRAMES_GROWTH)
+        wait_for_frames(viewer_page, FRAMES_GROWTH, MEDIA_TIMEOUT_MS)
 
         # the host reloads the page: the viewer sees the live resume, not an error
         reload_at = datetime.now().astimezone()
@@ -188,7 +156,7 @@ def test_failover_pages_viewer_drop_host_reload(
         host_page.get_by_role("button", name="Reprendre le live").click()
         expect(viewer_status).to_have_text("En direct", timeout=MEDIA_TIMEOUT_MS)
         back_at = datetime.now().astimezone()
-        wait_for_frames(viewer_page, FRAMES_GROWTH)
+        wait_for_frames(viewer_page, FRAMES_GROWTH, MEDIA_TIMEOUT_MS)
 
         host_page.once("dialog", lambda dialog: dialog.accept())
         host_page.get_by_role("button", name="Terminer le live").click()

@@ -140,6 +140,9 @@ class Stage {
     this.stopped = false;
     // true from a `host` frame "away" until "back" or the next state frame
     this.hostAway = false;
+    // true from an offer answered `try_again` (the live's media process is not reachable
+    // yet) until a negotiation succeeds or the state changes
+    this.offerRetrying = false;
 
     this.signaling = new LiveSignaling(data.signalingPath, this.isHost);
     this.chat = new ChatClient(data.chatPath);
@@ -216,6 +219,18 @@ class Stage {
         this.status.textContent = this.statusMessage(this.signaling.state);
       }
       this.updateControls();
+    });
+    signaling.addEventListener("retrying", () => {
+      this.offerRetrying = true;
+      this.showStatusLine();
+    });
+    signaling.addEventListener("peer", ({ detail }) => {
+      if (detail.peerConnection !== null) {
+        // a negotiation succeeded: an error shown before no longer applies
+        this.offerRetrying = false;
+        this.hideError();
+        this.showStatusLine();
+      }
     });
     signaling.addEventListener("publishing", () => this.updateControls());
     signaling.addEventListener("stream", ({ detail }) => {
@@ -301,21 +316,28 @@ class Stage {
   /** Shows viewers that the live resumes while the host is away, instead of a frozen picture. */
   showHost(status) {
     this.hostAway = status === "away";
-    if (this.isHost || this.stopped || this.signaling.state !== LiveState.LIVE) {
+    this.showStatusLine();
+  }
+
+  /** Rewrites the status line of a live on air, which the host's absence or an offer to retry changes. */
+  showStatusLine() {
+    const state = this.signaling.state;
+    if (this.stopped || state !== LiveState.LIVE) {
       return;
     }
-    this.status.textContent = this.statusMessage(LiveState.LIVE);
-    this.status.classList.toggle("on-air", !this.hostAway);
-    this.status.classList.toggle("resuming", this.hostAway);
+    this.status.textContent = this.statusMessage(state);
+    this.status.classList.toggle("on-air", !this.isResuming(state));
+    this.status.classList.toggle("resuming", this.isResuming(state));
   }
 
   showState(state) {
     if (state !== LiveState.LIVE) {
       // a new state frame ends the host's absence: the live is back, over or interrupted
       this.hostAway = false;
+      this.offerRetrying = false;
     }
     this.status.textContent = this.statusMessage(state);
-    this.status.classList.toggle("on-air", state === LiveState.LIVE && !this.hostAway);
+    this.status.classList.toggle("on-air", state === LiveState.LIVE && !this.isResuming(state));
     this.status.classList.toggle("resuming", this.isResuming(state));
     this.showBadge(state);
     if (this.changeControls !== null) {
@@ -343,7 +365,8 @@ class Stage {
     if (this.isHost) {
       return false;
     }
-    return state === LiveState.INTERRUPTED || (state === LiveState.LIVE && this.hostAway);
+    const waiting = this.hostAway || this.offerRetrying;
+    return state === LiveState.INTERRUPTED || (state === LiveState.LIVE && waiting);
   }
 
   /** Returns the status line for `state`, followed by the recording's sentence once the live ended. */

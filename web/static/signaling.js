@@ -10,6 +10,7 @@
 //   "peer"         {peerConnection}        the current peer connection, or null
 //   "publishing"   {publishing}            whether the host's media is being sent
 //   "error"        {code, message}         an error frame, or a local failure in French
+//   "retrying"     {code}                  an offer answered `try_again`, sent again shortly
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
 
 import { createPublisherConnection, createViewerConnection } from "./peer.js";
@@ -318,7 +319,10 @@ export class LiveSignaling extends EventTarget {
       return;
     }
     if (frame.code === "try_again" && pending !== null) {
+      // the page offers again by itself, so this is no error to show
       this.retryOfferLater();
+      this.emit("retrying", { code: frame.code });
+      return;
     }
     if (frame.code === "already_publishing" && pending !== null) {
       this.alreadyPublishingRetries += 1;
