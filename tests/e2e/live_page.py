@@ -15,7 +15,7 @@ VIEWER = Account("ines.martin@example.org", "bonsoir-a-toutes-2026", "Inès Mart
 # The fake camera sends 20 frames per second: 40 more decoded frames prove about two
 # seconds of moving picture.
 FRAMES_GROWTH = 40
-# Pages and WebSockets respond in well under a second here; the margin is for a loaded
+# Pages and WebSockets respond in well under a second here. The margin is for a loaded
 # machine running two Chromiums, servers and aiortc on two cores.
 PAGE_TIMEOUT_MS = 15_000
 

@@ -140,8 +140,8 @@ class Stage {
     this.stopped = false;
     // true from a `host` frame "away" until "back" or the next state frame
     this.hostAway = false;
-    // true from an offer answered `try_again` (the live's media process is not reachable
-    // yet) until a negotiation succeeds or the state changes
+    // true from an offer rejected with `try_again` (the live's media process is not
+    // reachable yet) until a negotiation succeeds or the state changes
     this.offerRetrying = false;
 
     this.signaling = new LiveSignaling(data.signalingPath, this.isHost);

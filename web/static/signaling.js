@@ -10,7 +10,7 @@
 //   "peer"         {peerConnection}        the current peer connection, or null
 //   "publishing"   {publishing}            whether the host's media is being sent
 //   "error"        {code, message}         an error frame, or a local failure in French
-//   "retrying"     {code}                  an offer answered `try_again`, sent again shortly
+//   "retrying"     {code}                  an offer rejected with `try_again`, sent again soon
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
 
 import { createPublisherConnection, createViewerConnection } from "./peer.js";
