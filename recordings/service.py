@@ -197,6 +197,11 @@ def finish_in_background(
     )
 
 
+def join_in_background(database: Database, settings: Settings, live_id: int) -> None:
+    """Run `join_if_complete` as a task that `wait_for_finishing` awaits at shutdown."""
+    _track(join_if_complete(database, settings, live_id), f"join-recordings-of-live-{live_id}")
+
+
 async def recover_interrupted(database: Database, settings: Settings) -> None:
     """Mark the lives this node was recording when its process died as interrupted, and
     start finishing their recordings from what was written.

@@ -532,6 +532,9 @@ class MediaManager:
 
             if session is not None and session.recording is not None:
                 session.recording.finish_in_background(started_at)
+            elif self.recordings is not None:
+                # ended while interrupted: the parts recorded before may all be finished
+                self.recordings.join_in_background(live_id)
 
     async def recording_status(self, live_id: int) -> dict[str, Any]:
         """Return the `recording` object of the welcome frame."""

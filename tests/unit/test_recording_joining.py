@@ -4,16 +4,20 @@ claim that decides which process finishes a dead node's recording."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import av
 import pytest
 
 from core.database import Database
+from core.settings import Settings
+from live.lifecycle import transition
+from live.models import Live, LiveState
 from recordings.finishing import remux_to_mp4
 from recordings.joining import IncompatiblePartsError, RecordingPart, join_parts
 from recordings.models import Recording, RecordingStatus
-from recordings.parts import claim_recording
+from recordings.parts import JOINED_FILE_NAME, VIDEO_FILE_NAME, claim_recording, join_if_complete
 from recordings.writer import TransportStreamWriter
 from tests.support.chat_clients import create_live, create_people
 from tests.unit.test_recording_writer import picture, write_stretch
@@ -132,3 +136,56 @@ async def test_claim_recording_once(database: Database) -> None:
         assert claimed is not None
         assert claimed.node_name == "node-b"
         assert claimed.status is RecordingStatus.PROCESSING
+
+
+async def test_join_if_complete_updates_last_recording(database: Database, tmp_path: Path) -> None:
+    """Guards against a resumed live whose replay shows only its last part, or whose
+    chat offsets are measured from the start of that part."""
+    settings = Settings(data_dir=tmp_path, secret_key="test-secret")
+    host, attendee = await create_people(database, ["hote", "participante"])
+    live_id = await create_live(database, host.id, [attendee.id])
+    first_start = datetime(2026, 10, 25, 19, 30, tzinfo=UTC)
+    starts = [first_start, first_start + timedelta(seconds=8)]
+    recording_ids = []
+    async with database.session() as session:
+        for started_at in starts:
+            recording = Recording(
+                live_id=live_id,
+                node_name="node-a",
+                status=RecordingStatus.READY,
+                started_at=started_at,
+                duration_seconds=2.0,
+            )
+            session.add(recording)
+            await session.flush()
+            recording.video_path = f"{recording.id}/{VIDEO_FILE_NAME}"
+            recording_ids.append(recording.id)
+        await session.commit()
+    for recording_id in recording_ids:
+        folder = settings.recordings_dir / str(recording_id)
+        folder.mkdir(parents=True)
+        write_part(folder, "video", 2.0)
+
+    # a live still on air is not joined yet
+    await join_if_complete(database, settings, live_id)
+    async with database.session() as session:
+        last = await session.get(Recording, recording_ids[-1])
+        assert last is not None
+        assert last.video_path == f"{recording_ids[-1]}/{VIDEO_FILE_NAME}"
+        live = await session.get(Live, live_id)
+        assert live is not None
+        await transition(session, live, LiveState.LIVE)
+        await transition(session, live, LiveState.ENDED)
+
+    await join_if_complete(database, settings, live_id)
+
+    async with database.session() as session:
+        last = await session.get(Recording, recording_ids[-1])
+        assert last is not None
+        assert last.video_path == f"{recording_ids[-1]}/{JOINED_FILE_NAME}"
+        assert last.started_at == first_start
+        assert last.duration_seconds == pytest.approx(10.0, abs=0.2)
+        assert last.ended_at is not None
+        assert (last.ended_at - first_start).total_seconds() == pytest.approx(10.0, abs=0.2)
+    times = video_times(settings.recordings_dir / last.video_path)
+    assert min(time for time in times if time > 5.0) == pytest.approx(8.0, abs=0.1)
