@@ -246,11 +246,11 @@ class ClusterRouter:
         self.link.node_gone(name, instance)
         self.audience.node_gone(name)
 
-    async def _recover_live(self, live_id: int, dead_node: str) -> None:
+    async def _recover_live(self, live_id: int, dead_node: str, orphaned: bool) -> None:
         try:
             async with self.database.session() as session:
                 live = await session.get(Live, live_id)
-                interrupted = live is not None and live.state is LiveState.LIVE
+                interrupted = orphaned and live is not None and live.state is LiveState.LIVE
                 if live is not None and interrupted:
                     await transition(session, live, LiveState.INTERRUPTED)
         except SQLAlchemyError as error:
