@@ -1,5 +1,5 @@
 """The host's network drops for 20 seconds in the middle of a recorded live. Viewers
-receive a `host` frame that says the host is away, never an error. The live resumes
+receive a `host` frame with status `away`, never an error. The live resumes
 when the host publishes again, and the recording contains both parts, in order, as one
 video.
 
