@@ -219,8 +219,9 @@ async def _replay_recording(session: AsyncSession, live_id: int) -> Recording | 
     """The recording a replay shows: the latest ready one, else the latest one, whose
     status the page then explains.
 
-    TODO: a live resumed after an interruption has one recording per stretch. The
-    replay shows only the latest until it can play the stretches one after another.
+    A live resumed after an interruption has one recording per stretch. Once the live
+    ended and every stretch is finished, the latest ready one points to the video of
+    all stretches joined (recordings.parts), so the replay plays the whole live.
     """
     return await latest_recording(session, live_id, ready_only=True) or await latest_recording(
         session, live_id

@@ -26,6 +26,7 @@ from live.lifecycle import transition
 from live.models import Live, LiveState
 from recordings.finishing import EmptyRecordingError, FinishedMedia, finish_media
 from recordings.models import Recording, RecordingStatus
+from recordings.parts import claim_recording, join_if_complete
 from recordings.writer import read_started_at, started_at_path
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ async def finish_recording(
             exc_info=error,
         )
         await _mark_failed(database, recording_id, reason)
+        await join_if_complete(database, settings, live_id)
         return
 
     # ready
@@ -175,6 +177,7 @@ async def finish_recording(
         media.duration_seconds,
     )
     _notify(live_id, recording_id, RecordingStatus.READY, None)
+    await join_if_complete(database, settings, live_id)
 
 
 async def fail_recording(database: Database, recording_id: int, reason: str) -> None:
@@ -192,6 +195,11 @@ def finish_in_background(
         finish_recording(database, settings, recording_id, started_at),
         f"finish-recording-{recording_id}",
     )
+
+
+def join_in_background(database: Database, settings: Settings, live_id: int) -> None:
+    """Run `join_if_complete` as a task that `wait_for_finishing` awaits at shutdown."""
+    _track(join_if_complete(database, settings, live_id), f"join-recordings-of-live-{live_id}")
 
 
 async def recover_interrupted(database: Database, settings: Settings) -> None:
@@ -218,6 +226,11 @@ async def recover_interrupted(database: Database, settings: Settings) -> None:
                 await transition(session, live, LiveState.INTERRUPTED)
 
     for recording in unfinished:
+        if recording.status is RecordingStatus.RECORDING and not await claim_recording(
+            database, recording.id, settings.node_name, settings.node_name
+        ):
+            # a surviving node adopted it meanwhile, and finishes it
+            continue
         logger.warning(
             "recording %s of live %s: left in status %s by a previous process of %s; finishing it",
             recording.id,
@@ -226,6 +239,44 @@ async def recover_interrupted(database: Database, settings: Settings) -> None:
             settings.node_name,
         )
         finish_in_background(database, settings, recording.id, None)
+
+
+async def adopt_recordings(
+    database: Database, settings: Settings, live_id: int, dead_node: str
+) -> list[int]:
+    """Take over the recordings of `live_id` that the dead node `dead_node` left in
+    status recording, and start finishing them here; return their ids.
+
+    The dead node's restart (`recover_interrupted`) claims the same rows with the same
+    conditional update, so each is finished by exactly one process.
+    """
+    async with database.session() as session:
+        candidates = (
+            await session.scalars(
+                select(Recording.id)
+                .where(
+                    Recording.live_id == live_id,
+                    Recording.node_name == dead_node,
+                    Recording.status == RecordingStatus.RECORDING,
+                )
+                .order_by(Recording.id)
+            )
+        ).all()
+    adopted = [
+        recording_id
+        for recording_id in candidates
+        if await claim_recording(database, recording_id, dead_node, settings.node_name)
+    ]
+    for recording_id in adopted:
+        logger.warning(
+            "recording %s of live %s: adopted by %s from dead node %s; finishing it",
+            recording_id,
+            live_id,
+            settings.node_name,
+            dead_node,
+        )
+        finish_in_background(database, settings, recording_id, None)
+    return adopted
 
 
 async def wait_for_finishing(timeout_secs: float = FINISH_SHUTDOWN_TIMEOUT_SECS) -> None:

@@ -246,22 +246,32 @@ class ClusterRouter:
         self.link.node_gone(name, instance)
         self.audience.node_gone(name)
 
-    async def _recover_live(self, live_id: int) -> None:
+    async def _recover_live(self, live_id: int, dead_node: str, orphaned: bool) -> None:
         try:
             async with self.database.session() as session:
                 live = await session.get(Live, live_id)
-                if live is None or live.state is not LiveState.LIVE:
-                    return
-                await transition(session, live, LiveState.INTERRUPTED)
+                interrupted = orphaned and live is not None and live.state is LiveState.LIVE
+                if live is not None and interrupted:
+                    await transition(session, live, LiveState.INTERRUPTED)
         except SQLAlchemyError as error:
             raise RecoveryFailedError(
                 f"live {live_id}: not moved to interrupted: {error}"
             ) from error
-        logger.warning("%r: live %s interrupted: its media node died", self, live_id)
-        self.audience.broadcast(live_id, state_frame(live))
-        # TODO: finish the dead node's recording here too, once finishing takes a claim
-        # that keeps the node's own restart from finishing it at the same time. Until
-        # then the recording stays in status recording until that node starts again.
+        if live is not None and interrupted:
+            logger.warning("%r: live %s interrupted: its media node died", self, live_id)
+            self.audience.broadcast(live_id, state_frame(live))
+
+        # the dead node's recording is finished here, so that the live's replay does not
+        # wait for that node to start again
+        recordings = self.media.recordings
+        if recordings is None:
+            return
+        try:
+            await recordings.adopt(live_id, dead_node)
+        except SQLAlchemyError as error:
+            raise RecoveryFailedError(
+                f"live {live_id}: recordings of node {dead_node} not adopted: {error}"
+            ) from error
 
     def _live_lost(self, live_id: int, owner: str) -> None:
         session = self.media.sessions.get(live_id)

@@ -85,6 +85,17 @@ def iso_utc(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class HostStatus(enum.StrEnum):
+    """Whether the host's media reaches a live that is on air, in the `host` frame."""
+
+    AWAY = "away"
+    BACK = "back"
+
+
+def host_frame(status: HostStatus) -> dict[str, Any]:
+    return {"type": "host", "status": status.value}
+
+
 def state_frame(live: Live) -> dict[str, Any]:
     return {
         "type": "state",
@@ -195,6 +206,7 @@ class LiveMediaSession:
             away_secs = time.monotonic() - (self._host_lost_monotonic or time.monotonic())
             self._move(frozenset({MediaSessionState.HOST_AWAY}), MediaSessionState.LIVE)
             logger.info("%r: host back with %r after %.1f s away", self, peer, away_secs)
+            self.manager.broadcast(self.live_id, host_frame(HostStatus.BACK))
         return answer
 
     async def watch(self, listener: Listener, offer_sdp: str) -> str:
@@ -358,6 +370,7 @@ class LiveMediaSession:
         self._grace_timer = self.tasks.spawn(
             self._end_after_grace(grace_secs), "host reconnect grace", self._fail
         )
+        self.manager.broadcast(self.live_id, host_frame(HostStatus.AWAY))
 
     async def _end_after_grace(self, grace_secs: float) -> None:
         await asyncio.sleep(grace_secs)
@@ -521,6 +534,9 @@ class MediaManager:
 
             if session is not None and session.recording is not None:
                 session.recording.finish_in_background(started_at)
+            elif self.recordings is not None:
+                # ended while interrupted: the parts recorded before may all be finished
+                self.recordings.join_in_background(live_id)
 
     async def recording_status(self, live_id: int) -> dict[str, Any]:
         """Return the `recording` object of the welcome frame."""

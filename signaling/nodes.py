@@ -187,9 +187,10 @@ def _text(value: bytes | str) -> str:
 # Called with (node name, instance token) when a node's process is gone: its lease
 # expired, or a new process of the same name replaced it.
 NodeGoneHandler = Callable[[str, str], Awaitable[None]]
-# Called with a live id whose media node died; moves the live to interrupted, or raises
-# RecoveryFailedError.
-LiveRecoverer = Callable[[int], Awaitable[None]]
+# Called with (live id, name of its dead media node, whether the live is left without a
+# media node). Takes over what the dead node left unfinished and, when the live is left
+# without one, moves it to interrupted. Raises RecoveryFailedError on failure.
+LiveRecoverer = Callable[[int, str, bool], Awaitable[None]]
 # Called with (live id, owner) when another node holds the lease of a live this one carries.
 LiveLostHandler = Callable[[int, str], None]
 
@@ -430,11 +431,14 @@ class NodeRegistry:
                     logger.info(
                         "%r: live %s of node %s moved to node %s", self, live_id, name, owner
                     )
+                    # the host published again elsewhere before this check: the live goes
+                    # on, but what the dead node left unfinished is still taken over
+                    await self._recover_live(live_id, name, False)
                 elif name == self.name and live_id in set(self._owned_lives()):
                     continue
                 else:
                     logger.warning("%r: live %s lost its media node %s", self, live_id, name)
-                    await self._recover_live(live_id)
+                    await self._recover_live(live_id, name, True)
                 handled.append(live_id)
             await self._forget_script(
                 keys=[NODES_KEY, node_key(name), node_lives_key(name)], args=[name, *handled]

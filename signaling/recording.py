@@ -38,6 +38,16 @@ class Recordings:
     def unsubscribe(self, listener: StatusListener) -> None:
         service.remove_status_listener(listener)
 
+    async def adopt(self, live_id: int, dead_node: str) -> list[int]:
+        """Finish on this process the recordings of `live_id` that the dead node
+        `dead_node` left in status recording; return their ids."""
+        return await service.adopt_recordings(self.database, self.settings, live_id, dead_node)
+
+    def join_in_background(self, live_id: int) -> None:
+        """Start joining the live's finished recordings into one replay video, for a
+        live that ended without a recording to finish."""
+        service.join_in_background(self.database, self.settings, live_id)
+
     async def latest_status(self, live_id: int) -> dict[str, Any]:
         """Return the `recording` object of the welcome frame: the status of the live's
         latest recording and its French failure reason, both None when it has none."""

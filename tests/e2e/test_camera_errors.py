@@ -5,7 +5,6 @@ or close another application."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -62,15 +61,6 @@ CASES = [
     ("AbortError", OTHER),
     ("no-media-devices", INSECURE),
 ]
-
-
-@pytest.fixture
-def server(data_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(data_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from tests.e2e.browser import (
     FakeMedia,
     launch_chromium,
-    make_fake_media,
     record_console,
     record_csp_violations,
     wait_for_predicate,
@@ -83,33 +82,6 @@ MONITOR_FRAMES_DECODED_JS = """
 }
 """
 FRAMES_DECODED_ABOVE_JS = "(minimum) => window.veilleeTest.framesDecoded > minimum"
-
-
-@pytest.fixture
-def fake_media(tmp_path: Path) -> FakeMedia:
-    return make_fake_media(tmp_path / "media")
-
-
-@pytest.fixture
-def console_lines() -> Iterator[dict[str, list[str]]]:
-    """Console output of each browser page, printed when the test fails."""
-    lines: dict[str, list[str]] = {"host": [], "viewer": []}
-    yield lines
-    for name, page_lines in lines.items():
-        print(f"--- {name} browser console ---")
-        print("\n".join(page_lines))
-
-
-@pytest.fixture
-def server(data_dir: Path) -> Iterator[ServerProcess]:
-    """A server process on SQLite and the in-process broker; its log is printed on failure."""
-    process = ServerProcess(data_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
-        print("--- server log ---")
-        print(process.log_text())
 
 
 @pytest.fixture

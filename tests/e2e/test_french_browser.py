@@ -4,7 +4,6 @@ and the language it reports to pages."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,15 +17,6 @@ pytestmark = [pytest.mark.e2e]
 
 HOST = Account("claire.dubois@example.org", "cartes-mentales-2026", "Claire Dubois")
 PAGE_TIMEOUT_MS = 15_000
-
-
-@pytest.fixture
-def server(data_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(data_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

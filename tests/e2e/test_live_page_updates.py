@@ -33,15 +33,6 @@ READY_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
-def server(data_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(data_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
 def host_client(server: ServerProcess) -> Iterator[httpx.Client]:
     client = sign_up(server.url, HOST)
     try:

@@ -46,15 +46,6 @@ MENU_ENTRY_LINES_JS = """
 
 
 @pytest.fixture
-def server(data_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(data_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-@pytest.fixture
 def host_client(server: ServerProcess) -> Iterator[httpx.Client]:
     client = sign_up(server.url, HOST)
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -26,15 +25,6 @@ DESCRIPTION_MAX_CHARS = 5000
 EMOJI = "\N{SPARKLES}"
 # "é" typed as e and a combining acute accent: two code points, one after NFC.
 DECOMPOSED_E_ACUTE = "e\N{COMBINING ACUTE ACCENT}"
-
-
-@pytest.fixture
-def server(data_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(data_dir)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

@@ -38,6 +38,8 @@ class Node:
     owned: set[int] = field(default_factory=set)
     gone: list[tuple[str, str]] = field(default_factory=list)
     recovered: list[int] = field(default_factory=list)
+    # (live id, dead node) of every live whose leftovers the node took over
+    taken_over: list[tuple[int, str]] = field(default_factory=list)
     lost: list[tuple[int, str]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     registry: NodeRegistry | None = None
@@ -58,8 +60,10 @@ class Node:
         self.gone.append((name, instance))
         self.changed.set()
 
-    async def _recover(self, live_id: int) -> None:
-        self.recovered.append(live_id)
+    async def _recover(self, live_id: int, dead_node: str, orphaned: bool) -> None:
+        self.taken_over.append((live_id, dead_node))
+        if orphaned:
+            self.recovered.append(live_id)
         self.changed.set()
 
     def _lose(self, live_id: int, owner: str) -> None:
@@ -163,7 +167,8 @@ async def test_media_node_death_recovered_once(client: redis.asyncio.Redis) -> N
 
 async def test_media_node_moved_live_not_recovered(client: redis.asyncio.Redis) -> None:
     """Guards against interrupting a live that another node took over while the dead
-    node's lease was running out."""
+    node's lease was running out, and against leaving the dead node's recording of it
+    unfinished."""
     dying, survivor = Node("dying", client), Node("survivor", client)
     async with running(survivor, dying):
         assert dying.registry is not None
@@ -176,6 +181,7 @@ async def test_media_node_moved_live_not_recovered(client: redis.asyncio.Redis) 
         await survivor.wait_until(lambda: survivor.gone)
         await wait_forgotten(client, "dying")
         assert survivor.recovered == []
+        assert survivor.taken_over == [(5, "dying")]
 
 
 async def test_media_node_restart_recovers_own_lives(client: redis.asyncio.Redis) -> None:

@@ -33,8 +33,8 @@ from tests.support.signaling_peers import (
     WINDOW_FRAMES,
     Publisher,
     SignalingClient,
-    Viewer,
     count_window,
+    watch_on,
 )
 
 PASSWORD = "cahier de textes"
@@ -89,15 +89,6 @@ async def publish(server: ServerProcess, setting: Deployment) -> tuple[Signaling
     return host, publisher
 
 
-async def watch(socket: SignalingClient, publisher: Publisher) -> Viewer:
-    """Watch on `socket` with a new viewer peer; return once it decoded a frame."""
-    viewer = Viewer(publisher.video)
-    await viewer.accept(await socket.request_answer("watch", await viewer.offer()))
-    await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)
-    await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
-    return viewer
-
-
 def history(server: ServerProcess, live_id: int, cookie: str) -> list[tuple[int, str]]:
     """Return the (seq, text) of every message stored on the live's channel."""
     response = httpx.get(
@@ -145,7 +136,7 @@ async def test_media_nodes_watch_through_other_process(
         # the viewer's socket reaches the other process, its peer the media process
         watcher = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
         assert watcher.welcome["state"] == "live"
-        viewer = await watch(watcher, publisher)
+        viewer = await watch_on(watcher, publisher)
         decoded, _, _ = await count_window(viewer, publisher)
         assert decoded >= MIN_DECODED_SHARE * WINDOW_FRAMES
         # audio is counted over a second window: the first may begin before audio flows
@@ -191,7 +182,7 @@ async def test_media_nodes_killed_media_process(
         media, other = setting.media, setting.other
         host, publisher = await publish(media, setting)
         watcher = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
-        viewer = await watch(watcher, publisher)
+        viewer = await watch_on(watcher, publisher)
         decoded, _, _ = await count_window(viewer, publisher)
         assert decoded >= MIN_DECODED_SHARE * WINDOW_FRAMES
 
@@ -221,7 +212,7 @@ async def test_media_nodes_killed_media_process(
         host, publisher = await publish(other, setting)
         assert host.welcome["state"] == "interrupted"
         await watcher.until("state", state="live")
-        viewer = await watch(watcher, publisher)
+        viewer = await watch_on(watcher, publisher)
         decoded, _, _ = await count_window(viewer, publisher)
         assert decoded >= MIN_DECODED_SHARE * WINDOW_FRAMES
 

@@ -373,13 +373,13 @@ class SignalingClient:
         return frame
 
     async def recv_type(self, frame_type: str) -> dict[str, Any]:
-        """Return the next frame of `frame_type`, skipping `viewers` and `recording`
-        frames, which arrive whenever the server has news."""
+        """Return the next frame of `frame_type`, skipping `viewers`, `recording`,
+        `state` and `host` frames, which arrive whenever the server has news."""
         while True:
             frame = await self.recv()
             if frame["type"] == frame_type:
                 return frame
-            assert frame["type"] in {"viewers", "recording", "state"}, frame
+            assert frame["type"] in {"viewers", "recording", "state", "host"}, frame
 
     async def until(self, frame_type: str, **fields: Any) -> dict[str, Any]:
         """Return the first frame of `frame_type` with these field values, skipping others."""
@@ -532,3 +532,12 @@ async def start_watching(
     await viewer.accept(answer)
     await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)
     return client, viewer
+
+
+async def watch_on(socket: SignalingClient, publisher: Publisher) -> Viewer:
+    """Watch on `socket` with a new viewer peer; return once it decoded a frame."""
+    viewer = Viewer(publisher.video)
+    await viewer.accept(await socket.request_answer("watch", await viewer.offer()))
+    await asyncio.wait_for(viewer.connected.wait(), EVENT_TIMEOUT_SECS)
+    await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+    return viewer

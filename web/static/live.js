@@ -23,6 +23,9 @@ const STATE_MESSAGES = {
   [LiveState.CANCELLED]: "Ce live a été annulé.",
   [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
 };
+// Shown to viewers while the host's media is cut (a `host` frame "away", or a live
+// interrupted by the loss of its server process) until the live is back on air.
+const RESUMING_MESSAGE = "Le live reprend…";
 
 // The sentences of web/templates/recordings/_status.html, which renders the same line
 // when the page loads.
@@ -137,6 +140,11 @@ class Stage {
     this.cameraStream = null;
     this.connected = false;
     this.stopped = false;
+    // true from a `host` frame "away" until "back" or the next state frame
+    this.hostAway = false;
+    // true from an offer rejected with `try_again` (the live's media process is not
+    // reachable yet) until a negotiation succeeds or the state changes
+    this.offerRetrying = false;
 
     this.signaling = new LiveSignaling(data.signalingPath, this.isHost);
     this.chat = new ChatClient(data.chatPath);
@@ -241,6 +249,7 @@ class Stage {
     signaling.addEventListener("connection", ({ detail }) => this.showConnection(detail));
     signaling.addEventListener("state", ({ detail }) => this.showState(detail.state));
     signaling.addEventListener("recording", ({ detail }) => this.showRecording(detail));
+    signaling.addEventListener("host", ({ detail }) => this.showHost(detail.status));
     signaling.addEventListener("viewers", ({ detail }) => {
       if (this.viewers !== null) {
         this.viewers.textContent = formatViewerCount(detail.count);
@@ -252,6 +261,18 @@ class Stage {
         this.status.textContent = this.statusMessage(this.signaling.state);
       }
       this.updateControls();
+    });
+    signaling.addEventListener("retrying", () => {
+      this.offerRetrying = true;
+      this.showStatusLine();
+    });
+    signaling.addEventListener("peer", ({ detail }) => {
+      if (detail.peerConnection !== null) {
+        // a negotiation succeeded: an error shown before no longer applies
+        this.offerRetrying = false;
+        this.hideError();
+        this.showStatusLine();
+      }
     });
     signaling.addEventListener("publishing", () => this.updateControls());
     signaling.addEventListener("stream", ({ detail }) => {
@@ -301,6 +322,10 @@ class Stage {
 
   showConnection({ status, code }) {
     this.connected = status === "connected";
+    if (this.connected) {
+      // the welcome frame carries the state but not whether the host is away
+      this.hostAway = false;
+    }
     if (status === "reconnecting") {
       this.status.textContent = "Connexion perdue, reconnexion…";
     } else if (status === "stopped") {
@@ -336,9 +361,32 @@ class Stage {
     }
   }
 
-  showState(state) {
+  /** Shows viewers that the live resumes while the host is away, instead of a frozen picture. */
+  showHost(status) {
+    this.hostAway = status === "away";
+    this.showStatusLine();
+  }
+
+  /** Rewrites the status line of a live on air, which the host's absence or an offer to retry changes. */
+  showStatusLine() {
+    const state = this.signaling.state;
+    if (this.stopped || state !== LiveState.LIVE) {
+      return;
+    }
     this.status.textContent = this.statusMessage(state);
-    this.status.classList.toggle("on-air", state === LiveState.LIVE);
+    this.status.classList.toggle("on-air", !this.isResuming(state));
+    this.status.classList.toggle("resuming", this.isResuming(state));
+  }
+
+  showState(state) {
+    if (state !== LiveState.LIVE) {
+      // a new state frame ends the host's absence: the live is back, over or interrupted
+      this.hostAway = false;
+      this.offerRetrying = false;
+    }
+    this.status.textContent = this.statusMessage(state);
+    this.status.classList.toggle("on-air", state === LiveState.LIVE && !this.isResuming(state));
+    this.status.classList.toggle("resuming", this.isResuming(state));
     this.showBadge(state);
     if (this.changeControls !== null) {
       this.changeControls.hidden = !NOT_STARTED_STATES.has(state);
@@ -360,8 +408,20 @@ class Stage {
     this.updateControls();
   }
 
+  /** Returns whether a viewer waits for the live to come back on air, rather than for its start. */
+  isResuming(state) {
+    if (this.isHost) {
+      return false;
+    }
+    const waiting = this.hostAway || this.offerRetrying;
+    return state === LiveState.INTERRUPTED || (state === LiveState.LIVE && waiting);
+  }
+
   /** Returns the status line for `state`, followed by the recording's sentence once the live ended. */
   statusMessage(state) {
+    if (this.isResuming(state)) {
+      return RESUMING_MESSAGE;
+    }
     const message = STATE_MESSAGES[state] ?? "";
     if (state !== LiveState.ENDED || this.recording === undefined) {
       return message;

@@ -5,10 +5,12 @@
 //   "state"        {state}                 the live's state, from welcome or a state frame
 //   "recording"    {status, reason}        the recording's status
 //   "viewers"      {count}                 connected viewers, for the host
+//   "host"         {status}                "away" while the host's media is cut, then "back"
 //   "stream"       {stream}                the MediaStream received by a viewer
 //   "peer"         {peerConnection}        the current peer connection, or null
 //   "publishing"   {publishing}            whether the host's media is being sent
 //   "error"        {code, message}         an error frame, or a local failure in French
+//   "retrying"     {code}                  an offer rejected with `try_again`, sent again soon
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
 
 import { createPublisherConnection, createViewerConnection, withDeclaredDownlink } from "./peer.js";
@@ -263,6 +265,9 @@ export class LiveSignaling extends EventTarget {
       case "viewers":
         this.emit("viewers", { count: frame.count });
         break;
+      case "host":
+        this.emit("host", { status: frame.status });
+        break;
       case "error":
         this.handleError(frame);
         break;
@@ -318,7 +323,10 @@ export class LiveSignaling extends EventTarget {
       return;
     }
     if (frame.code === "try_again" && pending !== null) {
+      // the page offers again by itself, so this is no error to show
       this.retryOfferLater();
+      this.emit("retrying", { code: frame.code });
+      return;
     }
     if (frame.code === "already_publishing" && pending !== null) {
       this.alreadyPublishingRetries += 1;
