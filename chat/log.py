@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from accounts.models import User
-from chat.models import ChannelCounter, ChannelEvent, EventKind
+from chat.models import ChannelCounter, ChannelEvent, ChannelMute, EventKind
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,22 @@ def format_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _counter_increment(session: AsyncSession, channel: str) -> Any:
+    """Return the INSERT ... ON CONFLICT DO UPDATE that takes the channel's next seq."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in {"postgresql", "sqlite"}:
+        raise RuntimeError(f"chat sequence numbers need SQLite or PostgreSQL, not {dialect}")
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(ChannelCounter)
+        .values(channel=channel, last_seq=1)
+        .on_conflict_do_update(
+            index_elements=[ChannelCounter.channel],
+            set_={"last_seq": ChannelCounter.last_seq + 1},
+        )
+    )
+
+
 async def next_seq(session: AsyncSession, channel: str) -> int:
     """Take the channel's next sequence number inside the caller's transaction.
 
@@ -102,21 +118,19 @@ async def next_seq(session: AsyncSession, channel: str) -> int:
     read of the transaction, so a SQLite writer waits on busy_timeout instead of
     failing on a stale snapshot.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect not in {"postgresql", "sqlite"}:
-        raise RuntimeError(f"chat sequence numbers need SQLite or PostgreSQL, not {dialect}")
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(ChannelCounter)
-        .values(channel=channel, last_seq=1)
-        .on_conflict_do_update(
-            index_elements=[ChannelCounter.channel],
-            set_={"last_seq": ChannelCounter.last_seq + 1},
-        )
-        .returning(ChannelCounter.last_seq)
-    )
+    statement = _counter_increment(session, channel).returning(ChannelCounter.last_seq)
     seq: int = (await session.execute(statement)).scalar_one()
     return seq
+
+
+async def next_seq_and_slow_mode(session: AsyncSession, channel: str) -> tuple[int, int]:
+    """Take the channel's next sequence number as `next_seq` does, and return it with
+    the channel's slow mode interval in seconds, read by the same statement."""
+    statement = _counter_increment(session, channel).returning(
+        ChannelCounter.last_seq, ChannelCounter.slow_mode_secs
+    )
+    seq, slow_mode_secs = (await session.execute(statement)).one()
+    return seq, slow_mode_secs or 0
 
 
 async def last_seq(session: AsyncSession, channel: str) -> int:
@@ -189,27 +203,75 @@ async def find_seq_by_client_id(
     return seq
 
 
-async def insert_message(
-    session: AsyncSession,
-    event: StoredEvent,
-) -> None:
-    """Insert a message event inside the caller's transaction.
+@dataclass(frozen=True)
+class SendChecks:
+    """The conditions under which `insert_message` stores a message."""
 
-    A Core INSERT rather than an ORM object: every chat message takes this path, and
-    the unit of work of a flush cost more CPU than the statement itself.
+    # The author may have stored fewer than `rate_limit_messages` messages on the
+    # channel after `rate_limit_since`.
+    rate_limit_messages: int
+    rate_limit_since: datetime
+    # Whether a mute of the author on the channel rejects the message.
+    check_mute: bool
+    # With the slow mode on, the author may have stored no message after this moment.
+    slow_mode_since: datetime | None
+
+
+async def insert_message(session: AsyncSession, event: StoredEvent, checks: SendChecks) -> bool:
+    """Insert a message event inside the caller's transaction when it passes `checks`
+    and its client_id is new; return whether it was inserted.
+
+    One INSERT ... SELECT ... WHERE ... ON CONFLICT DO NOTHING carries the checks and
+    the idempotency test, so that a message costs a single statement after `next_seq`
+    (SQLite 3.35 and PostgreSQL 9.5 or later). The conflict target is the unique
+    constraint on (channel, author_id, client_id): any other constraint still raises
+    IntegrityError. A Core statement rather than an ORM object, because every chat
+    message takes this path and the unit of work of a flush cost more CPU than the
+    statement itself.
     """
-    await session.execute(
-        insert(ChannelEvent).values(
-            channel=event.channel,
-            seq=event.seq,
-            kind=EventKind.MESSAGE,
-            author_id=event.person.id,
-            client_id=event.client_id,
-            text=event.text,
-            deleted=False,
-            created_at=event.created_at,
-        )
+    author_id = event.person.id
+    own_messages = (
+        ChannelEvent.channel == event.channel,
+        ChannelEvent.author_id == author_id,
+        ChannelEvent.kind == EventKind.MESSAGE,
     )
+    recent = (
+        select(func.count())
+        .select_from(ChannelEvent)
+        .where(*own_messages, ChannelEvent.created_at > checks.rate_limit_since)
+        .scalar_subquery()
+    )
+    conditions = [recent < checks.rate_limit_messages]
+    if checks.check_mute:
+        conditions.append(
+            ~exists().where(ChannelMute.channel == event.channel, ChannelMute.user_id == author_id)
+        )
+    if checks.slow_mode_since is not None:
+        conditions.append(
+            ~exists().where(*own_messages, ChannelEvent.created_at > checks.slow_mode_since)
+        )
+
+    columns = ChannelEvent.__table__.c
+    values = {
+        "channel": event.channel,
+        "seq": event.seq,
+        "kind": EventKind.MESSAGE,
+        "author_id": author_id,
+        "client_id": event.client_id,
+        "text": event.text,
+        "deleted": False,
+        "created_at": event.created_at,
+    }
+    source = select(*(literal(value, columns[name].type) for name, value in values.items()))
+    dialect = session.get_bind().dialect.name
+    insert_of_dialect = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert_of_dialect(ChannelEvent)
+        .from_select(list(values), source.where(*conditions))
+        .on_conflict_do_nothing(index_elements=["channel", "author_id", "client_id"])
+        .returning(ChannelEvent.id)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
 async def find_deletion_of(session: AsyncSession, channel: str, seq: int) -> ChannelEvent | None:

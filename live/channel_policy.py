@@ -3,11 +3,11 @@ attendees read and write, and the channel turns read-only once the live is over.
 
 from __future__ import annotations
 
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chat.policy import NO_ACCESS, ChannelAccess
-from live.access import LiveRole, live_role
-from live.models import LIVE_ID_MAX, Live, LiveState
+from live.models import LIVE_ID_MAX, Live, LiveState, Registration
 
 # A live in one of these states accepts no new chat messages; the history stays
 # readable for the replay.
@@ -44,15 +44,24 @@ class LiveChannelPolicy:
         if live_id is None:
             return None
 
-        live = await session.get(Live, live_id)
-        if live is None:
+        # One query, since every chat message checks access: the live's host and
+        # state, and whether the person registered (the role rules of live_role).
+        registered = exists().where(
+            Registration.live_id == Live.id, Registration.user_id == user_id
+        )
+        row = (
+            await session.execute(
+                select(Live.host_id, Live.state, registered).where(Live.id == live_id)
+            )
+        ).one_or_none()
+        if row is None:
             return None
-        role = await live_role(session, live, user_id)
-        if role is None:
+        host_id, state, is_registered = row
+        if host_id != user_id and not is_registered:
             return NO_ACCESS
         return ChannelAccess(
             read=True,
             write=True,
-            moderate=role is LiveRole.HOST,
-            closed=live.state in CLOSED_STATES,
+            moderate=host_id == user_id,
+            closed=state in CLOSED_STATES,
         )
