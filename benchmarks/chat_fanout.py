@@ -137,6 +137,8 @@ class Load:
         self.server_pids = server_pids
         self.redis_pid = redis_pid
         self.step_index = 0
+        # Every delivery latency of the last step in ms, sorted, a missing one as inf.
+        self.latencies_ms: list[float] = []
 
     def run(self, rate: float, seconds: float) -> Step:
         self.step_index += 1
@@ -183,6 +185,7 @@ class Load:
         # Missing deliveries count as infinitely late.
         latencies.sort()
         latencies.extend([float("inf")] * max(0, expected - received))
+        self.latencies_ms = latencies
         return Step(
             rate=rate,
             seconds=seconds,
