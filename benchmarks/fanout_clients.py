@@ -41,7 +41,7 @@ CONNECT_CONCURRENCY = 50
 CONNECT_TIMEOUT_SECS = 60.0
 # The Redis channel of the bare pub/sub floor.
 REDIS_CHANNEL = b"bench"
-# How every event frame of our server starts (chat.log.dump_frame keeps key order).
+# The first bytes of every event frame of our server (chat.log.dump_frame keeps key order).
 EVENT_PREFIX = b'{"type":"event"'
 
 

@@ -50,11 +50,11 @@ from media_cpu import VIEWERS_READY_TIMEOUT_SECS, ViewerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.soak, pytest.mark.redis]
 
-# Chat is sent in steps of this many seconds; server memory is sampled after each.
+# Chat is sent in steps of this many seconds. Server memory is sampled after each step.
 STEP_SECS = 10.0
 # Server memory may grow this much after the warm-up: allocator arenas and the
 # database driver's caches settle in steps of a few MiB.
-# NOTE: a judgment, not a measured bound; a leak of one event or one frame per
+# NOTE: a judgment, not a measured bound. A leak of one event or one frame per
 # delivery would pass it only in a run much shorter than the default.
 MEMORY_GROWTH_MAX_FRACTION = 0.05
 MEMORY_GROWTH_SLACK_BYTES = 16 * 2**20
