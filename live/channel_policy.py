@@ -3,7 +3,7 @@ attendees read and write, and the channel turns read-only once the live is over.
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chat.policy import NO_ACCESS, ChannelAccess
@@ -36,6 +36,15 @@ def live_id_of_channel(channel: str) -> int | None:
     return live_id_of_key(key)
 
 
+# The live's host and state, and whether the person registered (the role rules of
+# live_role), in one query built once, since every chat message checks access.
+_ACCESS_QUERY = select(
+    Live.host_id,
+    Live.state,
+    exists().where(Registration.live_id == Live.id, Registration.user_id == bindparam("user_id")),
+).where(Live.id == bindparam("live_id"))
+
+
 class LiveChannelPolicy:
     """The `ChannelPolicy` of the `live` channel prefix."""
 
@@ -44,16 +53,8 @@ class LiveChannelPolicy:
         if live_id is None:
             return None
 
-        # One query, since every chat message checks access: the live's host and
-        # state, and whether the person registered (the role rules of live_role).
-        registered = exists().where(
-            Registration.live_id == Live.id, Registration.user_id == user_id
-        )
-        row = (
-            await session.execute(
-                select(Live.host_id, Live.state, registered).where(Live.id == live_id)
-            )
-        ).one_or_none()
+        parameters = {"live_id": live_id, "user_id": user_id}
+        row = (await session.execute(_ACCESS_QUERY, parameters)).one_or_none()
         if row is None:
             return None
         host_id, state, is_registered = row
