@@ -108,9 +108,9 @@ class ChatService:
         """Return the lock of the channel's writers in this process.
 
         A channel's writers wait for each other in the database from `next_seq` to
-        the commit (see chat.log.next_seq). The writers of one process wait here for
-        the same span instead, so that only writers of different processes meet in
-        the database: SQLite's busy handler retries with sleeps of up to 100 ms.
+        the commit (see chat.log.next_seq). The writers of one process wait here
+        first, so that only writers of different processes meet in the database:
+        SQLite's busy handler retries with sleeps of up to 100 ms.
         """
         lock = self._write_locks.get(channel)
         if lock is None:
@@ -192,11 +192,15 @@ class ChatService:
         self, channel: str, author: Person, client_id: str, text: str
     ) -> StoredEvent:
         """Store the message in one transaction of five statements on PostgreSQL (BEGIN,
-        the access check, `next_seq`, the checked insert, COMMIT), three of them under
-        the channel's write lock."""
+        the access check, `next_seq`, the checked insert, COMMIT), the last three under
+        the channel's row lock."""
         try:
+            # The writers of this process wait on the asyncio lock before they take a
+            # pooled database connection. Waiting inside the session instead let queued
+            # senders hold every connection of the pool, so that the hub could not read
+            # a gap back and a busy channel stalled.
             # Leaving the session without a commit rolls the transaction back.
-            async with self.database.session() as session:
+            async with self._write_lock(channel), self.database.session() as session:
                 try:
                     access = await self._authorize_send(session, channel, author.id)
                 except ChatError:
@@ -205,35 +209,33 @@ class ChatService:
                     await self._raise_if_stored(session, channel, author.id, client_id)
                     raise
 
-                # The counter update takes the write lock: from here on, the channel's
-                # writers wait for each other, which also makes the rate count exact.
-                # The writers of this process wait on the asyncio lock instead, for
-                # the same statements, so that the access checks run side by side.
-                async with self._write_lock(channel):
-                    seq, slow_mode_secs = await log.next_seq_and_slow_mode(session, channel)
-                    now = self._clock()
-                    checks = log.SendChecks(
-                        rate_limit_messages=self.rate_limit_messages,
-                        rate_limit_since=now - self.rate_limit_window,
-                        check_mute=not access.moderate,
-                        slow_mode_since=(
-                            now - timedelta(seconds=slow_mode_secs)
-                            if slow_mode_secs > 0 and not access.moderate
-                            else None
-                        ),
-                    )
-                    event = StoredEvent(
-                        channel=channel,
-                        seq=seq,
-                        kind=EventKind.MESSAGE,
-                        person=author,
-                        created_at=now,
-                        client_id=client_id,
-                        text=text,
-                    )
-                    if not await log.insert_message(session, event, checks):
-                        await self._raise_rejection(session, event, checks)
-                    await session.commit()
+                # The counter update takes the database's write lock: from here on,
+                # the channel's writers in every process wait for each other, which
+                # also makes the rate count exact.
+                seq, slow_mode_secs = await log.next_seq_and_slow_mode(session, channel)
+                now = self._clock()
+                checks = log.SendChecks(
+                    rate_limit_messages=self.rate_limit_messages,
+                    rate_limit_since=now - self.rate_limit_window,
+                    check_mute=not access.moderate,
+                    slow_mode_since=(
+                        now - timedelta(seconds=slow_mode_secs)
+                        if slow_mode_secs > 0 and not access.moderate
+                        else None
+                    ),
+                )
+                event = StoredEvent(
+                    channel=channel,
+                    seq=seq,
+                    kind=EventKind.MESSAGE,
+                    person=author,
+                    created_at=now,
+                    client_id=client_id,
+                    text=text,
+                )
+                if not await log.insert_message(session, event, checks):
+                    await self._raise_rejection(session, event, checks)
+                await session.commit()
         except IntegrityError as error:
             # The same client_id was stored by a concurrent send (another process,
             # or a retry racing the first attempt): the first one wins.
