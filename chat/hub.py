@@ -131,8 +131,9 @@ class ChannelFeed:
 
     Events reach the broker out of order when two processes store consecutive events
     and publish them at once, and are lost while a broker connection is down. The
-    feed skips what it already passed on and reads any gap back from the database,
-    where every seq below one that was published is already committed.
+    feed skips what it already passed on, waits REORDER_WAIT_SECS for a missing event,
+    then reads the gap back from the database, where every seq below one that was
+    published is already committed.
     """
 
     def __init__(self, channel: str, load: EventLoader) -> None:
