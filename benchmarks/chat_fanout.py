@@ -12,8 +12,9 @@ rises by a quarter per step until a delivery goes missing (the system fell behin
 Two rates are kept: the highest whose p99 stayed under 100 ms, and the highest at
 which every delivery arrived. Server CPU time comes from /proc/<pid>/stat of
 the server processes alone (for the floor, of redis-server). Each figure in
-benchmarks/results/chat.json is the median of the repetitions, and the plot of
-latency against load goes to docs/images/chat_fanout_latency.png.
+benchmarks/results/chat.json is the median of the repetitions, every run and step goes
+to benchmarks/results/chat_runs.json, and the plot of latency against load goes to
+docs/images/chat_fanout_latency.png.
 """
 
 from __future__ import annotations
