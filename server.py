@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import http
 import logging
@@ -506,6 +505,9 @@ def uvicorn_config(app: Starlette, host: str, port: int, log_level: str) -> uvic
         # every event again, instead of sending the frame encoded once. The measured
         # cost is in docs/benchmarks.md.
         ws_per_message_deflate=False,
+        # uvloop when installed (uvicorn[standard] brings it): its transports write to
+        # sockets in C, which the chat fan-out does once per connection and event.
+        loop="auto",
         lifespan="on",
     )
 
@@ -524,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     logging.getLogger("uvicorn.access").addFilter(SecretPathFilter())
     config = uvicorn_config(app, settings.host, settings.port, arguments.log_level.lower())
-    asyncio.run(uvicorn.Server(config).serve())
+    uvicorn.Server(config).run()
     return 0
 
 

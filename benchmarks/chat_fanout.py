@@ -12,8 +12,9 @@ rises by a quarter per step until a delivery goes missing (the system fell behin
 Two rates are kept: the highest whose p99 stayed under 100 ms, and the highest at
 which every delivery arrived. Server CPU time comes from /proc/<pid>/stat of
 the server processes alone (for the floor, of redis-server). Each figure in
-benchmarks/results/chat.json is the median of the repetitions, and the plot of
-latency against load goes to docs/images/chat_fanout_latency.png.
+benchmarks/results/chat.json is the median of the repetitions, every run and step goes
+to benchmarks/results/chat_runs.json, and the plot of latency against load goes to
+docs/images/chat_fanout_latency.png.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ class Load:
         self.server_pids = server_pids
         self.redis_pid = redis_pid
         self.step_index = 0
+        # Every delivery latency of the last step in ms, sorted, a missing one as inf.
+        self.latencies_ms: list[float] = []
 
     def run(self, rate: float, seconds: float) -> Step:
         self.step_index += 1
@@ -183,6 +186,7 @@ class Load:
         # Missing deliveries count as infinitely late.
         latencies.sort()
         latencies.extend([float("inf")] * max(0, expected - received))
+        self.latencies_ms = latencies
         return Step(
             rate=rate,
             seconds=seconds,
@@ -369,6 +373,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=PROJECT_DIR / "benchmarks/results/chat.json")
     parser.add_argument(
+        "--details",
+        type=Path,
+        default=PROJECT_DIR / "benchmarks/results/chat_runs.json",
+        help="every run and step, with the machine and the command (default: %(default)s)",
+    )
+    parser.add_argument(
         "--plot", type=Path, default=PROJECT_DIR / "docs/images/chat_fanout_latency.png"
     )
     return parser.parse_args(argv)
@@ -420,12 +430,22 @@ def main(argv: list[str] | None = None) -> int:
         for system, runs in runs_by_system.items()
     }
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text(json.dumps(_finite(results), indent=2) + "\n")
+    arguments.details.write_text(json.dumps(_finite(results), indent=2) + "\n")
+    arguments.output.write_text(json.dumps(_finite(headline(results, systems)), indent=2) + "\n")
     plot(runs_by_system, arguments.plot)
     for system in systems:
         print(system, json.dumps({k: v for k, v in results[system].items() if k != "runs"}))
-    print(f"wrote {arguments.output} and {arguments.plot}; logs in {log_dir}")
+    print(f"wrote {arguments.output}, {arguments.details} and {arguments.plot}; logs in {log_dir}")
     return 0
+
+
+# The figures chat.json keeps for each system; the rest goes to the details file.
+HEADLINE_FIELDS = ("max_delivered_per_second", "p50_ms", "p99_ms", "server_cpu_us_per_delivery")
+
+
+def headline(results: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+    """Return each system's medians under HEADLINE_FIELDS, as chat.json holds them."""
+    return {system: {key: results[system][key] for key in HEADLINE_FIELDS} for system in systems}
 
 
 def _finite(value: Any) -> Any:

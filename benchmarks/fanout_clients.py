@@ -41,6 +41,8 @@ CONNECT_CONCURRENCY = 50
 CONNECT_TIMEOUT_SECS = 60.0
 # The Redis channel of the bare pub/sub floor.
 REDIS_CHANNEL = b"bench"
+# The first bytes of every event frame of our server (chat.log.dump_frame keeps key order).
+EVENT_PREFIX = b'{"type":"event"'
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class Recorder:
         self.step = -1
         self.latencies_ns: array[int] = array("q")
         self.closed: list[int | None] = []
+        # Events of our server whose seq did not follow the connection's last one: a
+        # lost, repeated or reordered event.
+        self.seq_errors = 0
 
     def record(self, payload: bytes, now_ns: int) -> None:
         start = payload.find(MARKER)
@@ -115,6 +120,8 @@ class WebSocketClient(asyncio.Protocol):
         self.ready = asyncio.get_running_loop().create_future()
         self.welcome_seq = 0
         self.sent = 0
+        # The seq of the last event of our server on this connection.
+        self.last_seq = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -213,6 +220,8 @@ class WebSocketClient(asyncio.Protocol):
             return
         if first & 0x40 and self.inflater is not None:
             payload = self.inflater.decompress(payload + b"\x00\x00\xff\xff")
+        if payload.startswith(EVENT_PREFIX):
+            self._check_seq(payload)
         if MARKER in payload:
             self.recorder.record(payload, now_ns)
         elif not self.ready.done():
@@ -221,12 +230,22 @@ class WebSocketClient(asyncio.Protocol):
             # engine.io's ping from the server, which the client returns as a pong
             self.send_text("3")
 
+    def _check_seq(self, payload: bytes) -> None:
+        """Count an event frame whose seq is not the one after the last."""
+        start = payload.find(b'"seq":') + len(b'"seq":')
+        end = payload.find(b",", start)
+        seq = int(payload[start:end])
+        if seq != self.last_seq + 1:
+            self.recorder.seq_errors += 1
+        self.last_seq = max(self.last_seq, seq)
+
     def _setup_frame(self, payload: bytes) -> None:
         """Walk through the protocol's opening frames until the connection is subscribed."""
         kind = self.endpoint.kind
         if kind == "ours":
             frame = json.loads(payload)
             if frame.get("type") == "welcome":
+                self.last_seq = frame["last_seq"]
                 self.send_text(json.dumps({"type": "resume", "after": frame["last_seq"]}))
             elif frame.get("type") == "synced":
                 self.ready.set_result(None)
@@ -377,7 +396,9 @@ class Worker:
         if kind == "socketio":
             client.send_text("42" + json.dumps(["send", {"text": text}], ensure_ascii=False))
         else:
-            client_id = f"w{self.spec.worker_id}-{self.sent}"
+            # Unique across steps, since `sent` starts again from 0 at each step and
+            # the server acknowledges a repeated client_id without storing it again.
+            client_id = f"w{self.spec.worker_id}-{step}-{self.sent}"
             frame = {"type": "send", "client_id": client_id, "text": text}
             client.send_text(json.dumps(frame, ensure_ascii=False))
 
@@ -429,7 +450,17 @@ async def serve_commands(pipe: Connection, spec: WorkerSpec) -> None:
             "cpu_secs": cpu_secs(),
         }
 
-    handlers.update(connect=on_connect, step=on_step, count=on_count, collect=on_collect)
+    async def on_seqs() -> Any:
+        last_seqs = [client.last_seq for client in worker.clients]
+        return {
+            "min_last_seq": min(last_seqs, default=0),
+            "max_last_seq": max(last_seqs, default=0),
+            "seq_errors": worker.recorder.seq_errors,
+        }
+
+    handlers.update(
+        connect=on_connect, step=on_step, count=on_count, collect=on_collect, seqs=on_seqs
+    )
     while True:
         # Read in a thread: a reader callback on the pipe would make it non-blocking,
         # and a large `collect` reply would then fail to send.

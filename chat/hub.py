@@ -31,6 +31,11 @@ FILL_RETRY_INITIAL_SECS = 0.5
 FILL_RETRY_MAX_SECS = 10.0
 # Events read from the database per query when filling a gap.
 FILL_PAGE_EVENTS = 500
+# How long events that arrived past a missing seq wait for it through the broker before
+# the feed reads the gap from the database. Two processes that store consecutive events
+# publish them at about the same moment, so the broker often carries them out of
+# order, and reading each such gap back would cost a query per event.
+REORDER_WAIT_SECS = 0.1
 
 # Returns the events with after < seq <= up_to (every later one for None) as
 # (seq, serialized event frame) pairs, in increasing seq, at most `limit`.
@@ -126,8 +131,9 @@ class ChannelFeed:
 
     Events reach the broker out of order when two processes store consecutive events
     and publish them at once, and are lost while a broker connection is down. The
-    feed skips what it already passed on and reads any gap back from the database,
-    where every seq below one that was published is already committed.
+    feed skips what it already passed on, waits REORDER_WAIT_SECS for a missing event,
+    then reads the gap back from the database, where every seq below one that was
+    published is already committed.
     """
 
     def __init__(self, channel: str, load: EventLoader) -> None:
@@ -139,6 +145,10 @@ class ChannelFeed:
         self._task: asyncio.Task[None] | None = None
         # Events passed on since the last flush, with consecutive seqs.
         self._outgoing: list[tuple[int, str]] = []
+        # Maps the seq of each event that arrived past a missing seq to its payload.
+        self._ahead: dict[int, str] = {}
+        # The event loop time when the oldest gap in `_ahead` was seen.
+        self._gap_seen_at = 0.0
 
     def start(self, last_seq: int) -> None:
         self.last_seq = last_seq
@@ -159,9 +169,12 @@ class ChannelFeed:
 
     async def _run(self) -> None:
         while True:
-            item = await self._inbox.get()
+            item = await self._next_item()
             try:
-                await self._handle(item)
+                if item is None:
+                    await self._fill_gap()
+                else:
+                    await self._handle(item)
                 # What arrived meanwhile goes out in the same batch: one write per
                 # subscriber instead of one per event when the channel is busy.
                 while not self._inbox.empty():
@@ -174,22 +187,60 @@ class ChannelFeed:
             finally:
                 self._flush()
 
+    async def _next_item(self) -> tuple[int, str] | str | None:
+        """Return the next item of the inbox, or None once a gap waited its time."""
+        if not self._ahead:
+            return await self._inbox.get()
+        loop = asyncio.get_running_loop()
+        remaining = self._gap_seen_at + REORDER_WAIT_SECS - loop.time()
+        if remaining <= 0 or len(self._ahead) >= FILL_PAGE_EVENTS:
+            return None
+        try:
+            return await asyncio.wait_for(self._inbox.get(), remaining)
+        except TimeoutError:
+            return None
+
     async def _handle(self, item: tuple[int, str] | str) -> None:
         if isinstance(item, str):
             await self._fill(up_to=None)
+            self._pass_ahead_on()
             return
         seq, payload = item
         if seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
-            logger.info(
-                "chat feed channel=%s: gap after seq=%d before seq=%d, reading it back",
-                self.channel,
-                self.last_seq,
-                seq,
-            )
-            await self._fill(up_to=seq - 1)
+            if not self._ahead:
+                self._gap_seen_at = asyncio.get_running_loop().time()
+            self._ahead[seq] = payload
+            return
         self._fan_out(seq, payload)
+        self._pass_ahead_on()
+
+    async def _fill_gap(self) -> None:
+        """Read the events up to the last one that arrived past a gap from the database,
+        where every seq below a published one is committed."""
+        up_to = max(self._ahead)
+        logger.info(
+            "chat feed channel=%s: gap after seq=%d before seq=%d, reading it back",
+            self.channel,
+            self.last_seq,
+            min(self._ahead),
+        )
+        await self._fill(up_to=up_to)
+        self._pass_ahead_on()
+
+    def _pass_ahead_on(self) -> None:
+        """Pass on the waiting events that now follow `last_seq` without a gap."""
+        while self._ahead:
+            payload = self._ahead.pop(self.last_seq + 1, None)
+            if payload is None:
+                break
+            self._fan_out(self.last_seq + 1, payload)
+        for seq in [seq for seq in self._ahead if seq <= self.last_seq]:
+            del self._ahead[seq]
+        if self._ahead:
+            # A later gap: it gets the full wait of its own.
+            self._gap_seen_at = asyncio.get_running_loop().time()
 
     async def _fill(self, up_to: int | None) -> None:
         """Pass on the stored events after `last_seq` up to `up_to`, retrying reads."""

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from accounts.models import User
-from chat.models import ChannelCounter, ChannelEvent, EventKind
+from chat.models import ChannelCounter, ChannelEvent, ChannelMute, EventKind
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,39 @@ def format_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _dialect_of(session: AsyncSession) -> str:
+    dialect = session.get_bind().dialect.name
+    if dialect not in {"postgresql", "sqlite"}:
+        raise RuntimeError(f"chat sequence numbers need SQLite or PostgreSQL, not {dialect}")
+    return dialect
+
+
+@functools.cache
+def _counter_increment(dialect: str, with_slow_mode: bool) -> Any:
+    """Return the INSERT ... ON CONFLICT DO UPDATE ... RETURNING that takes the next seq
+    of the channel bound as `channel`.
+
+    The send path's statements are built once per process, because building one cost
+    more CPU than executing it.
+    """
+    # On the table rather than the mapped class: with parameters, Session.execute
+    # would take an ORM insert for a bulk insert of objects.
+    counters = cast(Table, ChannelCounter.__table__)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    returned = [counters.c.last_seq]
+    if with_slow_mode:
+        returned.append(counters.c.slow_mode_secs)
+    return (
+        insert(counters)
+        .values(channel=bindparam("channel"), last_seq=1)
+        .on_conflict_do_update(
+            index_elements=[counters.c.channel],
+            set_={"last_seq": counters.c.last_seq + 1},
+        )
+        .returning(*returned)
+    )
+
+
 async def next_seq(session: AsyncSession, channel: str) -> int:
     """Take the channel's next sequence number inside the caller's transaction.
 
@@ -102,21 +136,17 @@ async def next_seq(session: AsyncSession, channel: str) -> int:
     read of the transaction, so a SQLite writer waits on busy_timeout instead of
     failing on a stale snapshot.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect not in {"postgresql", "sqlite"}:
-        raise RuntimeError(f"chat sequence numbers need SQLite or PostgreSQL, not {dialect}")
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(ChannelCounter)
-        .values(channel=channel, last_seq=1)
-        .on_conflict_do_update(
-            index_elements=[ChannelCounter.channel],
-            set_={"last_seq": ChannelCounter.last_seq + 1},
-        )
-        .returning(ChannelCounter.last_seq)
-    )
-    seq: int = (await session.execute(statement)).scalar_one()
+    statement = _counter_increment(_dialect_of(session), with_slow_mode=False)
+    seq: int = (await session.execute(statement, {"channel": channel})).scalar_one()
     return seq
+
+
+async def next_seq_and_slow_mode(session: AsyncSession, channel: str) -> tuple[int, int]:
+    """Take the channel's next sequence number as `next_seq` does, and return it with
+    the channel's slow mode interval in seconds, read by the same statement."""
+    statement = _counter_increment(_dialect_of(session), with_slow_mode=True)
+    seq, slow_mode_secs = (await session.execute(statement, {"channel": channel})).one()
+    return seq, slow_mode_secs or 0
 
 
 async def last_seq(session: AsyncSession, channel: str) -> int:
@@ -189,27 +219,107 @@ async def find_seq_by_client_id(
     return seq
 
 
-async def insert_message(
-    session: AsyncSession,
-    event: StoredEvent,
-) -> None:
-    """Insert a message event inside the caller's transaction.
+@dataclass(frozen=True)
+class SendChecks:
+    """The conditions under which `insert_message` stores a message."""
 
-    A Core INSERT rather than an ORM object: every chat message takes this path, and
-    the unit of work of a flush cost more CPU than the statement itself.
-    """
-    await session.execute(
-        insert(ChannelEvent).values(
-            channel=event.channel,
-            seq=event.seq,
-            kind=EventKind.MESSAGE,
-            author_id=event.person.id,
-            client_id=event.client_id,
-            text=event.text,
-            deleted=False,
-            created_at=event.created_at,
-        )
+    # The author may have stored fewer than `rate_limit_messages` messages on the
+    # channel after `rate_limit_since`.
+    rate_limit_messages: int
+    rate_limit_since: datetime
+    # Whether a mute of the author on the channel rejects the message.
+    check_mute: bool
+    # With the slow mode on, the author may have stored no message after this moment.
+    slow_mode_since: datetime | None
+
+
+# The columns of a message that `insert_message` sets, each bound under its own name.
+_MESSAGE_COLUMNS = (
+    "channel",
+    "seq",
+    "kind",
+    "author_id",
+    "client_id",
+    "text",
+    "deleted",
+    "created_at",
+)
+
+
+@functools.cache
+def _checked_insert(dialect: str, check_mute: bool, check_slow_mode: bool) -> Any:
+    """Return the INSERT ... SELECT ... WHERE ... ON CONFLICT DO NOTHING of
+    `insert_message`, with the message's columns and the checks' limits as bound
+    parameters."""
+    events = cast(Table, ChannelEvent.__table__)
+    columns = events.c
+    own_messages = (
+        ChannelEvent.channel == bindparam("channel"),
+        ChannelEvent.author_id == bindparam("author_id"),
+        ChannelEvent.kind == EventKind.MESSAGE,
     )
+    recent = (
+        select(func.count())
+        .select_from(ChannelEvent)
+        .where(*own_messages, ChannelEvent.created_at > bindparam("rate_limit_since"))
+        .scalar_subquery()
+    )
+    conditions = [recent < bindparam("rate_limit_messages")]
+    if check_mute:
+        conditions.append(
+            ~exists().where(
+                ChannelMute.channel == bindparam("channel"),
+                ChannelMute.user_id == bindparam("author_id"),
+            )
+        )
+    if check_slow_mode:
+        conditions.append(
+            ~exists().where(*own_messages, ChannelEvent.created_at > bindparam("slow_mode_since"))
+        )
+
+    source = select(*(bindparam(name, type_=columns[name].type) for name in _MESSAGE_COLUMNS))
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # On the table, as in _counter_increment.
+    return (
+        insert(events)
+        .from_select(list(_MESSAGE_COLUMNS), source.where(*conditions))
+        .on_conflict_do_nothing(index_elements=["channel", "author_id", "client_id"])
+        .returning(columns.id)
+    )
+
+
+async def insert_message(session: AsyncSession, event: StoredEvent, checks: SendChecks) -> bool:
+    """Insert a message event inside the caller's transaction when it passes `checks`
+    and its client_id is new; return whether it was inserted.
+
+    One INSERT ... SELECT ... WHERE ... ON CONFLICT DO NOTHING carries the checks and
+    the idempotency test, so that a message costs a single statement after `next_seq`
+    (SQLite 3.35 and PostgreSQL 9.5 or later). The conflict target is the unique
+    constraint on (channel, author_id, client_id): any other constraint still raises
+    IntegrityError. A Core statement rather than an ORM object, because every chat
+    message takes this path and the unit of work of a flush cost more CPU than the
+    statement itself.
+    """
+    statement = _checked_insert(
+        _dialect_of(session),
+        check_mute=checks.check_mute,
+        check_slow_mode=checks.slow_mode_since is not None,
+    )
+    parameters: dict[str, Any] = {
+        "channel": event.channel,
+        "seq": event.seq,
+        "kind": EventKind.MESSAGE,
+        "author_id": event.person.id,
+        "client_id": event.client_id,
+        "text": event.text,
+        "deleted": False,
+        "created_at": event.created_at,
+        "rate_limit_since": checks.rate_limit_since,
+        "rate_limit_messages": checks.rate_limit_messages,
+    }
+    if checks.slow_mode_since is not None:
+        parameters["slow_mode_since"] = checks.slow_mode_since
+    return (await session.execute(statement, parameters)).first() is not None
 
 
 async def find_deletion_of(session: AsyncSession, channel: str, seq: int) -> ChannelEvent | None:

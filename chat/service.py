@@ -108,9 +108,9 @@ class ChatService:
         """Return the lock of the channel's writers in this process.
 
         A channel's writers wait for each other in the database from `next_seq` to
-        the commit (see chat.log.next_seq). The writers of one process wait here for
-        the same span instead, so that only writers of different processes meet in
-        the database: SQLite's busy handler retries with sleeps of up to 100 ms.
+        the commit (see chat.log.next_seq). The writers of one process wait here
+        first, so that only writers of different processes meet in the database:
+        SQLite's busy handler retries with sleeps of up to 100 ms.
         """
         lock = self._write_locks.get(channel)
         if lock is None:
@@ -191,45 +191,51 @@ class ChatService:
     async def _store_message(
         self, channel: str, author: Person, client_id: str, text: str
     ) -> StoredEvent:
+        """Store the message in one transaction of five statements on PostgreSQL (BEGIN,
+        the access check, `next_seq`, the checked insert, COMMIT), the last three under
+        the channel's row lock."""
         try:
+            # The writers of this process wait on the asyncio lock before they take a
+            # pooled database connection. Waiting inside the session instead let queued
+            # senders hold every connection of the pool, so that the hub could not read
+            # a gap back and a busy channel stalled.
             # Leaving the session without a commit rolls the transaction back.
-            async with self.database.session() as session:
-                # A retry gets its ack before any check, even after the channel
-                # closed or the person reached the rate limit.
-                existing = await log.find_seq_by_client_id(session, channel, author.id, client_id)
-                if existing is not None:
-                    raise _AlreadyStoredError(existing)
-                access = await self._authorize_send(session, channel, author.id)
+            async with self._write_lock(channel), self.database.session() as session:
+                try:
+                    access = await self._authorize_send(session, channel, author.id)
+                except ChatError:
+                    # A retry gets its ack before any check, even after the channel
+                    # closed or the person lost write access.
+                    await self._raise_if_stored(session, channel, author.id, client_id)
+                    raise
 
-                # The counter update takes the write lock: from here on, the channel's
-                # writers wait for each other, which also makes the rate count exact.
-                # The writers of this process wait on the asyncio lock instead, for
-                # the same statements, so that the checks above run side by side.
-                async with self._write_lock(channel):
-                    seq = await log.next_seq(session, channel)
-                    now = self._clock()
-                    recent = await log.count_messages_since(
-                        session, channel, author.id, now - self.rate_limit_window
-                    )
-                    if recent >= self.rate_limit_messages:
-                        logger.info(
-                            "chat send channel=%s user=%s: rate limited", channel, author.id
-                        )
-                        raise ChatError(ErrorCode.RATE_LIMITED)
-                    if not access.moderate:
-                        await moderation.check_slow_mode(session, channel, author.id, now)
-
-                    event = StoredEvent(
-                        channel=channel,
-                        seq=seq,
-                        kind=EventKind.MESSAGE,
-                        person=author,
-                        created_at=now,
-                        client_id=client_id,
-                        text=text,
-                    )
-                    await log.insert_message(session, event)
-                    await session.commit()
+                # The counter update takes the database's write lock: from here on,
+                # the channel's writers in every process wait for each other, which
+                # also makes the rate count exact.
+                seq, slow_mode_secs = await log.next_seq_and_slow_mode(session, channel)
+                now = self._clock()
+                checks = log.SendChecks(
+                    rate_limit_messages=self.rate_limit_messages,
+                    rate_limit_since=now - self.rate_limit_window,
+                    check_mute=not access.moderate,
+                    slow_mode_since=(
+                        now - timedelta(seconds=slow_mode_secs)
+                        if slow_mode_secs > 0 and not access.moderate
+                        else None
+                    ),
+                )
+                event = StoredEvent(
+                    channel=channel,
+                    seq=seq,
+                    kind=EventKind.MESSAGE,
+                    person=author,
+                    created_at=now,
+                    client_id=client_id,
+                    text=text,
+                )
+                if not await log.insert_message(session, event, checks):
+                    await self._raise_rejection(session, event, checks)
+                await session.commit()
         except IntegrityError as error:
             # The same client_id was stored by a concurrent send (another process,
             # or a retry racing the first attempt): the first one wins.
@@ -253,16 +259,47 @@ class ChatService:
             raise ChatError(ErrorCode.TRY_AGAIN) from error
         return event
 
+    async def _raise_if_stored(
+        self, session: AsyncSession, channel: str, author_id: int, client_id: str
+    ) -> None:
+        existing = await log.find_seq_by_client_id(session, channel, author_id, client_id)
+        if existing is not None:
+            raise _AlreadyStoredError(existing)
+
+    async def _raise_rejection(
+        self, session: AsyncSession, event: StoredEvent, checks: log.SendChecks
+    ) -> None:
+        """Raise why `insert_message` stored nothing, still under the write lock, so that
+        the reason read is the one the insert met."""
+        channel, author_id = event.channel, event.person.id
+        await self._raise_if_stored(session, channel, author_id, event.client_id or "")
+        if checks.check_mute and await moderation.is_muted(session, channel, author_id):
+            raise ChatError(ErrorCode.MUTED)
+        recent = await log.count_messages_since(
+            session, channel, author_id, checks.rate_limit_since
+        )
+        if recent >= checks.rate_limit_messages:
+            logger.info("chat send channel=%s user=%s: rate limited", channel, author_id)
+            raise ChatError(ErrorCode.RATE_LIMITED)
+        if checks.slow_mode_since is not None:
+            await moderation.check_slow_mode(session, channel, author_id, event.created_at)
+        logger.error(
+            "chat send channel=%s user=%s seq=%d: not inserted, but passes every check",
+            channel,
+            author_id,
+            event.seq,
+        )
+        raise ChatError(ErrorCode.TRY_AGAIN)
+
     async def _authorize_send(
         self, session: AsyncSession, channel: str, user_id: int
     ) -> ChannelAccess:
+        """Return the person's access when they may write; a mute is checked by the insert."""
         access = await self.policies.access(session, channel, user_id)
         if access is None or not access.read or not access.write:
             raise ChatError(ErrorCode.FORBIDDEN)
         if access.closed:
             raise ChatError(ErrorCode.READ_ONLY)
-        if not access.moderate and await moderation.is_muted(session, channel, user_id):
-            raise ChatError(ErrorCode.MUTED)
         return access
 
     async def _find_client_id(self, channel: str, author_id: int, client_id: str) -> int | None:

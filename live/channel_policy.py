@@ -3,11 +3,11 @@ attendees read and write, and the channel turns read-only once the live is over.
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chat.policy import NO_ACCESS, ChannelAccess
-from live.access import LiveRole, live_role
-from live.models import LIVE_ID_MAX, Live, LiveState
+from live.models import LIVE_ID_MAX, Live, LiveState, Registration
 
 # A live in one of these states accepts no new chat messages; the history stays
 # readable for the replay.
@@ -36,6 +36,15 @@ def live_id_of_channel(channel: str) -> int | None:
     return live_id_of_key(key)
 
 
+# The live's host and state, and whether the person registered (the role rules of
+# live_role), in one query built once, since every chat message checks access.
+_ACCESS_QUERY = select(
+    Live.host_id,
+    Live.state,
+    exists().where(Registration.live_id == Live.id, Registration.user_id == bindparam("user_id")),
+).where(Live.id == bindparam("live_id"))
+
+
 class LiveChannelPolicy:
     """The `ChannelPolicy` of the `live` channel prefix."""
 
@@ -44,15 +53,16 @@ class LiveChannelPolicy:
         if live_id is None:
             return None
 
-        live = await session.get(Live, live_id)
-        if live is None:
+        parameters = {"live_id": live_id, "user_id": user_id}
+        row = (await session.execute(_ACCESS_QUERY, parameters)).one_or_none()
+        if row is None:
             return None
-        role = await live_role(session, live, user_id)
-        if role is None:
+        host_id, state, is_registered = row
+        if host_id != user_id and not is_registered:
             return NO_ACCESS
         return ChannelAccess(
             read=True,
             write=True,
-            moderate=role is LiveRole.HOST,
-            closed=live.state in CLOSED_STATES,
+            moderate=host_id == user_id,
+            closed=state in CLOSED_STATES,
         )

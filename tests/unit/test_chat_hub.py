@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 
 from chat.broker import MemoryBroker
 from chat.hub import Subscriber
@@ -73,6 +74,33 @@ async def test_hub_fills_gap_from_database(setup: Setup) -> None:
         await other.send(setup.channel, setup.people[1], f"other-{index}", "ailleurs")
     await setup.service.send(setup.channel, setup.people[0], "here", "ici")
     assert [await next_seq(subscriber) for _ in range(4)] == [1, 2, 3, 4]
+
+
+async def test_hub_reorders_without_database_read(setup: Setup) -> None:
+    """Events that the broker carries out of order, as it does when two processes
+    publish consecutive events at once, pass on in order without a gap read."""
+    subscriber = Subscriber(setup.channel)
+    await setup.service.hub.subscribe(subscriber)
+    other = new_service(setup.database)
+    for index in range(2):
+        await other.send(setup.channel, setup.people[1], f"other-{index}", "ailleurs")
+    first, second = await setup.service.events(setup.channel, after=0)
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    engine = setup.database.engine.sync_engine
+    sqlalchemy_event.listen(engine, "before_cursor_execute", record)
+    try:
+        setup.service.hub.deliver(setup.channel, second.to_json())
+        setup.service.hub.deliver(setup.channel, first.to_json())
+        seqs = [await next_seq(subscriber) for _ in range(2)]
+    finally:
+        sqlalchemy_event.remove(engine, "before_cursor_execute", record)
+
+    assert seqs == [1, 2]
+    assert statements == []
 
 
 async def test_hub_skips_repeated_and_late_events(setup: Setup) -> None:

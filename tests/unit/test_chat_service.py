@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from chat.broker import MemoryBroker
 from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
@@ -96,6 +96,26 @@ async def test_send_retry_stores_once(room: Room) -> None:
     assert retried.seq == first.seq
     assert not retried.stored
     assert len(await stored_rows(room.database, room.channel)) == 1
+
+
+async def test_send_statements_per_message(room: Room) -> None:
+    """Guards the cost of a stored message: the access check, the seq and one checked
+    insert, each a round trip to the database server on PostgreSQL."""
+    await room.service.send(room.channel, room.attendee, "a0", "Le premier message")
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    engine = room.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = await room.service.send(room.channel, room.attendee, "a1", "Bonsoir")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert result.stored
+    assert statements == ["SELECT", "INSERT", "INSERT"]
 
 
 async def test_send_client_id_scoped_to_author(room: Room) -> None:
