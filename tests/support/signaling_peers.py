@@ -257,7 +257,12 @@ class Viewer:
             while True:
                 frame = await track.recv()
                 assert isinstance(frame, VideoFrame)
-                self.frame_numbers.append(self._absolute_number(read_frame_number(frame)))
+                number = self._absolute_number(read_frame_number(frame))
+                if number < 0:
+                    # A frame of the track before `follow()`, decoded late: the new
+                    # track has not sent it, so it belongs to no count of the new one.
+                    continue
+                self.frame_numbers.append(number)
                 if frame.pts is not None:
                     self.frame_pts.append(frame.pts)
                 self.frame_sizes.append((frame.width, frame.height))
