@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.e2e.browser import FakeMedia, launch_chromium, make_fake_media, record_console
+from tests.e2e.browser import FakeMedia, launch_chromium, record_console
 from tests.support.clients import Account, sign_up
 from tests.support.processes import PROJECT_DIR, ServerProcess
 
@@ -79,21 +79,6 @@ FRAMES_DECODED_ABOVE_JS = "(minimum) => window.veilleeTest.framesDecoded > minim
 
 
 @pytest.fixture
-def fake_media(tmp_path: Path) -> FakeMedia:
-    return make_fake_media(tmp_path / "media")
-
-
-@pytest.fixture
-def console_lines() -> Iterator[dict[str, list[str]]]:
-    """Console output of each browser page, printed when the test fails."""
-    lines: dict[str, list[str]] = {"host": [], "viewer": []}
-    yield lines
-    for name, page_lines in lines.items():
-        print(f"--- {name} browser console ---")
-        print("\n".join(page_lines))
-
-
-@pytest.fixture
 def server(data_dir: Path) -> Iterator[ServerProcess]:
     """A server process on SQLite and the in-process broker; its log is printed on failure."""
     process = ServerProcess(data_dir)
@@ -128,6 +113,18 @@ def share_session(client: httpx.Client, context: BrowserContext, base_url: str) 
     context.add_cookies(
         [{"name": name, "value": value, "url": base_url} for name, value in client.cookies.items()]
     )
+
+
+def open_page(
+    context: BrowserContext, client: httpx.Client, base_url: str, console: list[str]
+) -> Page:
+    """Return the first page of `context`, logged in with `client`'s session, its
+    console recorded in `console`."""
+    share_session(client, context, base_url)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.pages[0] if context.pages else context.new_page()
+    record_console(page, console)
+    return page
 
 
 def schedule_live(page: Page, base_url: str) -> int:
@@ -192,14 +189,8 @@ def test_evening_live_publish_watch_chat_replay(
         launch_chromium(playwright, fake_media) as host_context,
         launch_chromium(playwright) as viewer_context,
     ):
-        share_session(host_client, host_context, server.url)
-        share_session(viewer_client, viewer_context, server.url)
-        for context in (host_context, viewer_context):
-            context.set_default_timeout(PAGE_TIMEOUT_MS)
-        host_page = host_context.pages[0] if host_context.pages else host_context.new_page()
-        viewer_page = viewer_context.pages[0] if viewer_context.pages else viewer_context.new_page()
-        record_console(host_page, console_lines["host"])
-        record_console(viewer_page, console_lines["viewer"])
+        host_page = open_page(host_context, host_client, server.url, console_lines["host"])
+        viewer_page = open_page(viewer_context, viewer_client, server.url, console_lines["viewer"])
 
         # the host schedules the live; its page shows the camera preview
         live_id = schedule_live(host_page, server.url)

@@ -6,6 +6,7 @@
 
 import { ChatClient } from "./chat.js";
 import { ChatView } from "./chat-view.js";
+import { HlsPlayer } from "./hls-player.js";
 import { LiveSignaling, LiveState } from "./signaling.js";
 import { CloseCode } from "./socket.js";
 
@@ -88,6 +89,9 @@ class Stage {
     this.endButton = root.querySelector("[data-stage-end]");
     this.viewers = root.querySelector("[data-stage-viewers]");
     this.unmuteButton = root.querySelector("[data-stage-unmute]");
+    this.note = root.querySelector("[data-stage-note]");
+    // plays the HLS stream once the signaling sends this viewer there
+    this.hlsPlayer = this.isHost ? null : new HlsPlayer(this.video, data.liveId);
     // outside the stage, on the rest of the live page
     this.badge = document.querySelector("[data-live-badge] .badge");
     this.changeControls = document.querySelector("[data-live-change-controls]");
@@ -171,6 +175,12 @@ class Stage {
       this.updateControls();
     });
     signaling.addEventListener("publishing", () => this.updateControls());
+    signaling.addEventListener("fallback", ({ detail }) => {
+      this.note.textContent = detail.message;
+      this.note.hidden = false;
+      this.followHls();
+    });
+    this.hlsPlayer?.addEventListener("error", ({ detail }) => this.showError(detail.message));
     signaling.addEventListener("stream", ({ detail }) => {
       if (!this.isHost) {
         this.video.srcObject = detail.stream;
@@ -200,6 +210,22 @@ class Stage {
       this.unmuteButton.hidden = true;
       this.playVideo();
     });
+  }
+
+  /** Plays the HLS stream while the live is on, for a viewer the signaling sent there. */
+  async followHls() {
+    if (this.hlsPlayer === null || !this.signaling.watchingHls) {
+      return;
+    }
+    if (this.signaling.state !== LiveState.LIVE) {
+      this.hlsPlayer.stop();
+      this.note.hidden = true;
+      return;
+    }
+    if (!this.hlsPlayer.isPlaying) {
+      await this.hlsPlayer.start();
+      this.playVideo();
+    }
   }
 
   /** Plays the video; when the browser blocks sound without a click, plays it muted. */
@@ -255,6 +281,7 @@ class Stage {
       this.changeControls.hidden = !NOT_STARTED_STATES.has(state);
     }
     this.showRecordingLine();
+    this.followHls();
     if (FINISHED_STATES.has(state)) {
       // the server answers read_only to any message from now on
       this.chatView.close();
@@ -339,6 +366,7 @@ if (root !== null) {
     get peerConnection() {
       return stage.signaling.peerConnection;
     },
+    hlsPlayer: stage.hlsPlayer,
   };
   stage.start();
 }

@@ -10,6 +10,8 @@
 //   "publishing"   {publishing}            whether the host's media is being sent
 //   "error"        {code, message}         an error frame, or a local failure in French
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
+//   "fallback"     {reason, message}       a viewer should watch the HLS stream instead:
+//                                          reason "live_full" or "unreachable"
 
 import { createPublisherConnection, createViewerConnection, withDeclaredDownlink } from "./peer.js";
 import { ReconnectingSocket } from "./socket.js";
@@ -28,6 +30,12 @@ const FINAL_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
 
 const NEGOTIATION_FAILED_MESSAGE =
   "La connexion vidéo n'a pas pu être établie. Vérifiez votre réseau puis réessayez.";
+const UNREACHABLE_MESSAGE =
+  "La connexion vidéo directe n'a pas pu s'établir : vous regardez le direct en léger différé.";
+// A viewer's peer connection that has not connected this long after the answer will
+// not: ICE checks between reachable addresses take a few seconds at most. The viewer
+// then watches the HLS stream.
+const VIEWER_CONNECT_TIMEOUT_MS = 20_000;
 
 export class LiveSignaling extends EventTarget {
   /** `path` is the signaling socket's path; `isHost` is true on the host's page, which publishes. */
@@ -46,6 +54,11 @@ export class LiveSignaling extends EventTarget {
     // True from the host's "Démarrer" until the live ends: after a reconnection, or
     // when the peer connection fails, the page publishes again.
     this.wantsToPublish = false;
+    // True once a viewer was sent to the HLS stream: it no longer watches over WebRTC.
+    this.watchingHls = false;
+    this.connectTimer = null;
+    // Whether the current peer connection has reached "connected" once.
+    this.peerConnected = false;
     this.socket = new ReconnectingSocket(path, {
       onOpen: () => this.emit("connection", { status: "connected", code: null }),
       onFrame: (frame) => this.handleFrame(frame),
@@ -158,18 +171,37 @@ export class LiveSignaling extends EventTarget {
       this.peerConnection.close();
     }
     this.peerConnection = peerConnection;
+    this.peerConnected = false;
     peerConnection.addEventListener("connectionstatechange", () =>
       this.handleConnectionState(peerConnection),
     );
     this.emit("peer", { peerConnection });
     if (this.isHost) {
       this.emit("publishing", { publishing: true });
+    } else {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = setTimeout(() => {
+        if (peerConnection === this.peerConnection && peerConnection.connectionState !== "connected") {
+          this.fallBackToHls("unreachable", UNREACHABLE_MESSAGE);
+        }
+      }, VIEWER_CONNECT_TIMEOUT_MS);
     }
   }
 
   /** Starts over when the media path fails while the socket is still up. */
   handleConnectionState(peerConnection) {
-    if (peerConnection !== this.peerConnection || peerConnection.connectionState !== "failed") {
+    if (peerConnection !== this.peerConnection) {
+      return;
+    }
+    if (peerConnection.connectionState === "connected") {
+      this.peerConnected = true;
+    }
+    if (peerConnection.connectionState !== "failed") {
+      return;
+    }
+    if (!this.isHost && !this.peerConnected) {
+      // never connected: the network lets no WebRTC through
+      this.fallBackToHls("unreachable", UNREACHABLE_MESSAGE);
       return;
     }
     console.warn("signaling: the peer connection failed, negotiating a new one");
@@ -189,12 +221,21 @@ export class LiveSignaling extends EventTarget {
       }
       return;
     }
-    if (this.state === LiveState.LIVE) {
+    if (this.state === LiveState.LIVE && !this.watchingHls) {
       this.watch();
     }
   }
 
+  /** Stops watching over WebRTC and tells the page to play the HLS stream. */
+  fallBackToHls(reason, message) {
+    console.warn("signaling: watching the HLS stream (%s)", reason);
+    this.watchingHls = true;
+    this.closePeerConnections();
+    this.emit("fallback", { reason, message });
+  }
+
   closePeerConnections() {
+    clearTimeout(this.connectTimer);
     const hadPeerConnection = this.peerConnection !== null;
     if (this.peerConnection !== null) {
       this.peerConnection.close();
@@ -279,12 +320,18 @@ export class LiveSignaling extends EventTarget {
       "live_ended",
       "already_publishing",
       "forbidden",
+      "live_full",
+      "try_again",
     ];
     if (pending !== null && negotiationErrors.includes(frame.code)) {
       // the offer was rejected, so no answer will come for it
       pending.close();
       this.pendingPeerConnection = null;
       this.offerInProgress = false;
+    }
+    if (frame.code === "live_full") {
+      this.fallBackToHls("live_full", frame.message);
+      return;
     }
     if (frame.code === "not_live" && !this.isHost) {
       // the viewer watches again once a state frame reports the live as started
