@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 # packets are dropped until the layer's next keyframe.
 WRITER_QUEUE_MAX_PACKETS = 300
 # A source's timestamps are kept as they are while they stay this close to the
-# arrival clock; a larger gap (a host who published again, whose timestamps start
-# elsewhere) anchors the source on the arrival clock again.
+# arrival clock. A larger gap anchors the source on the arrival clock again, as when a
+# host publishes again and their timestamps start elsewhere.
 RESYNC_SECS = 1.0
 # Flushing the muxers and writing the last segments takes well under a second; past
 # this the disk hangs and the thread is left behind.
@@ -306,7 +306,7 @@ class LiveHls:
 
 
 def _every_playlist_written(muxers: dict[Quality, VariantMuxer]) -> bool:
-    """Whether every quality has its muxer and its media playlist, which the master
+    """Check that every quality has its muxer and its media playlist, which the master
     playlist names."""
     return len(muxers) == len(Quality) and all(muxer.playlist_written for muxer in muxers.values())
 

@@ -2,8 +2,8 @@
 and a master playlist, muxed from packets that are already encoded.
 
 Each quality has its own ffmpeg `hls` muxer, which carries that layer's H.264 and the
-live's Opus in the same segments, cuts a segment at each keyframe, keeps a sliding
-window of segments in its playlist and deletes the older ones. Chromium plays Opus in
+live's Opus in the same segments and cuts a segment at each keyframe. It keeps a
+sliding window of segments in its playlist and deletes the older ones. Chromium plays Opus in
 fMP4 through Media Source Extensions, so the audio is the viewers' Opus as it is. These
 classes are not thread-safe: the HLS writer thread of the live owns them.
 """
@@ -40,11 +40,12 @@ MASTER_PLAYLIST = "master.m3u8"
 # shared encoder forces a keyframe every 1.9 s, so each segment lasts about 1.9 s, and
 # shorter after a keyframe that a viewer or the recorder requested.
 SEGMENT_MIN_SECS = 1
-# Segments listed in a media playlist: about 11 s of live. hls.js starts three segments
-# before the newest, which puts an HLS viewer 6 to 8 s behind the WebRTC viewers.
+# Segments listed in a media playlist: about 11 s of live. hls.js 1.7 starts three
+# target durations before the newest segment's end (its liveSyncDurationCount), which
+# puts an HLS viewer 6 to 8 s behind the WebRTC viewers.
 PLAYLIST_SEGMENTS = 6
-# Codecs of every variant, as RFC 8216 section 4.3.4.2 names them: H.264 constrained
-# baseline level 3.1 (the shared encoder's profile-level-id 42e01f) and Opus.
+# The CODECS attribute of every variant: H.264 constrained baseline level 3.1 (the
+# shared encoder's profile-level-id 42e01f) and Opus.
 VARIANT_CODECS = "avc1.42e01f,opus"
 # BANDWIDTH of a variant is its peak bit rate. The rate control may exceed its target
 # for a keyframe, so the peak is estimated at a quarter above the target: an estimate,
@@ -99,7 +100,8 @@ class VariantMuxer:
         self.playlist_written = False
         self.video_packets = 0
         self.audio_packets = 0
-        self._held_video: Packet[Any] | None = None
+        self._pending_video: Packet[Any] | None = None
+
         container = av.open(
             str(self.playlist_path),
             "w",
@@ -110,15 +112,16 @@ class VariantMuxer:
                 "hls_segment_type": "fmp4",
                 "hls_fmp4_init_filename": init,
                 "hls_segment_filename": str(directory / segments),
-                # delete segments that left the playlist (one more is kept for players
-                # still loading it); write each segment under a temporary name and
-                # rename it once complete, so the server never sends half of one
+                # Delete the segments that left the playlist, but one, for players still
+                # loading it. Write each segment under a temporary name and rename it
+                # once complete, so the server never sends half of one.
                 "hls_flags": "delete_segments+independent_segments+temp_file",
                 # the interleaver holds packets until each stream has one; without a
                 # limit, a video stall would hold 10 s of audio back
                 "max_interleave_delta": "1000000",  # microseconds
             },
         )
+
         # no encoder for the video: the muxer takes its SPS and PPS from the first keyframe
         self._video: Stream = container.add_mux_stream(
             "h264",
@@ -127,6 +130,7 @@ class VariantMuxer:
             height=layer.height,
             time_base=VIDEO_TIME_BASE,
         )
+
         # NOTE: a libopus encoder that never encodes: PyAV 18 sets a stream's channel
         # layout and Opus header (extradata) only through a codec context, and the
         # muxer needs both. Its settings match the live's Opus encoder.
@@ -145,10 +149,10 @@ class VariantMuxer:
     def write_video(self, packet: Packet[Any]) -> None:
         """Mux the H.264 `packet`, whose pts is on the stream's timeline in 90 kHz ticks;
         the first one is a keyframe."""
-        held, self._held_video = self._held_video, packet
-        if held is not None and held.pts is not None and packet.pts is not None:
-            held.duration = max(1, packet.pts - held.pts)
-            self._mux(held, self._video)
+        previous, self._pending_video = self._pending_video, packet
+        if previous is not None and previous.pts is not None and packet.pts is not None:
+            previous.duration = max(1, packet.pts - previous.pts)
+            self._mux(previous, self._video)
             self.video_packets += 1
 
     def write_audio(self, packet: Packet[Any]) -> None:
@@ -157,12 +161,12 @@ class VariantMuxer:
         self.audio_packets += 1
 
     def close(self) -> None:
-        """Mux the held packet and close the muxer, which writes the last segment and
+        """Mux the pending video packet and close the muxer, which writes the last segment and
         ends the playlist with #EXT-X-ENDLIST."""
-        held, self._held_video = self._held_video, None
-        if held is not None:
-            held.duration = LAST_FRAME_TICKS
-            self._mux(held, self._video)
+        last, self._pending_video = self._pending_video, None
+        if last is not None:
+            last.duration = LAST_FRAME_TICKS
+            self._mux(last, self._video)
             self.video_packets += 1
         self._container.close()
 

@@ -1,5 +1,5 @@
 """The HLS stream over HTTP: a signed link for a live's host and registered attendees,
-and the stream's files for whoever holds a valid link (docs/protocol.md, "HLS stream").
+and the stream's files for anyone holding a valid link (docs/protocol.md, "HLS stream").
 
 The files need no session cookie, so that an HTTP cache or CDN in front of the service
 can store and serve them: the signed link is their only credential, and the cache
@@ -40,7 +40,8 @@ PLAYLIST_CACHE_CONTROL = "public, max-age=1"
 SEGMENT_CACHE_CONTROL = "public, max-age={seconds}, immutable"
 # Errors are not stored: a playlist missing now appears a moment later.
 ERROR_CACHE_CONTROL = "no-store"
-# Maps each file extension to the media type of RFC 8216 and RFC 8216bis (fMP4).
+# Maps each file extension to its media type: HLS playlists, and the ISO base media
+# file format of the initialization and media segments.
 MEDIA_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".mp4": "video/mp4",

@@ -491,7 +491,7 @@ class MediaManager:
         return sum(len(session.viewers) for session in self.sessions.values())
 
     def is_full(self) -> bool:
-        """Whether this process serves as many WebRTC viewers as its settings allow."""
+        """Check whether this process serves as many WebRTC viewers as its settings allow."""
         return self.webrtc_viewer_count() >= self.settings.max_webrtc_viewers
 
     def viewer_count(self, live_id: int) -> int:

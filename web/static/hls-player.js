@@ -13,7 +13,7 @@ const LINK_PREFIX = /\/hls\/\d+\/\d+\/[^/]+\//;
 // The stream starts a few seconds after the live (its first two segments): until then
 // the link API reports it as not ready, and the player asks again this often.
 const NOT_READY_RETRY_MS = 1_000;
-// hls.js gives up on a request after its own retries; the player then starts over
+// hls.js gives up on a request after its own retries. The player then starts over
 // this long after, with a new link, as long as the live is on.
 const RESTART_DELAY_MS = 3_000;
 
@@ -56,7 +56,8 @@ export class HlsPlayer extends EventTarget {
       this.startHlsJs(link.master_url);
     } else if (this.video.canPlayType("application/vnd.apple.mpegurl")) {
       // NOTE: native playback keeps the link it started with, so it stops when that
-      // link expires, 15 to 20 minutes later; every current desktop browser has MSE.
+      // link expires, 15 to 20 minutes later. Desktop Chromium and Firefox take the
+      // hls.js branch above.
       this.video.src = link.master_url;
     } else {
       this.fail(HlsPlayerError.UNSUPPORTED);
@@ -140,7 +141,7 @@ export class HlsPlayer extends EventTarget {
     }
     if (!response.ok) {
       // 403 (not registered) or 409 (the live is not on): nothing to play
-      console.warn("hls: link refused with HTTP %d", response.status);
+      console.warn("hls: link request rejected with HTTP %d", response.status);
       if (response.status !== 409) {
         this.fail(HlsPlayerError.REFUSED);
       }

@@ -226,7 +226,7 @@ export class LiveSignaling extends EventTarget {
     }
   }
 
-  /** Stops watching over WebRTC and tells the page to play the HLS stream. */
+  /** Stops watching over WebRTC and emits "fallback", on which the page plays the HLS stream. */
   fallBackToHls(reason, message) {
     console.warn("signaling: watching the HLS stream (%s)", reason);
     this.watchingHls = true;
