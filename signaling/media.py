@@ -556,7 +556,9 @@ class MediaManager:
             # then a viewer connected to another process than the host's gets not_live.
             if state is not LiveState.LIVE or session is None or not session.is_watchable:
                 raise ProtocolError(ErrorCode.NOT_LIVE)
-            if listener not in session.viewers and self.is_full():
+            # NOTE: without an HLS stream (relay path, or its start failed) the cap is
+            # not applied, because the viewer would have nothing to watch.
+            if listener not in session.viewers and session.hls is not None and self.is_full():
                 logger.info(
                     "%r: user=%s sent to HLS: %d WebRTC viewers on this process",
                     session,

@@ -10,9 +10,11 @@ import Hls from "./vendor/hls.light.min.mjs";
 
 // The path prefix of a signed link: /hls/<live id>/<expires>/<signature>/.
 const LINK_PREFIX = /\/hls\/\d+\/\d+\/[^/]+\//;
-// The stream starts a few seconds after the live (its first two segments): until then
-// the link API reports it as not ready, and the player asks again this often.
+// The stream starts a few seconds after the live (its first segments): until then the
+// link API reports it as not ready, and the player asks again after this delay, doubled
+// after each try up to the maximum.
 const NOT_READY_RETRY_MS = 1_000;
+const NOT_READY_RETRY_MAX_MS = 10_000;
 // hls.js gives up on a request after its own retries. The player then starts over
 // this long after, with a new link, as long as the live is on.
 const RESTART_DELAY_MS = 3_000;
@@ -114,6 +116,7 @@ export class HlsPlayer extends EventTarget {
 
   /** Returns the link once the stream has its master playlist, or null when refused. */
   async fetchReadyLink() {
+    let delayMs = NOT_READY_RETRY_MS;
     while (!this.stopped) {
       const link = await this.fetchLink();
       if (link === null) {
@@ -123,8 +126,9 @@ export class HlsPlayer extends EventTarget {
         return link;
       }
       await new Promise((resolve) => {
-        this.retryTimer = setTimeout(resolve, NOT_READY_RETRY_MS);
+        this.retryTimer = setTimeout(resolve, delayMs);
       });
+      delayMs = Math.min(delayMs * 2, NOT_READY_RETRY_MAX_MS);
     }
     return null;
   }
