@@ -7,9 +7,11 @@ frames; none sleeps a fixed time."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,18 +86,44 @@ async def media_playlist(client: httpx.AsyncClient, url: str, segments: int) -> 
     return text
 
 
-def decode(path: Path) -> tuple[list[int], int, str]:
-    """Return the frame numbers of the video frames in `path`, its audio frame count and
-    its audio codec."""
-    numbers, audio_frames = [], 0
+@dataclass
+class DecodedStream:
+    """What a file of the stream decodes to."""
+
+    frame_numbers: list[int] = field(default_factory=list)
+    frame_pts: list[int] = field(default_factory=list)
+    audio_frames: int = 0
+    audio_codec: str = ""
+
+
+def decode(path: Path) -> DecodedStream:
+    decoded = DecodedStream()
     with av.open(str(path)) as container:
-        audio_codec = container.streams.audio[0].codec_context.name
+        decoded.audio_codec = container.streams.audio[0].codec_context.name
         for frame in container.decode(*container.streams.video, *container.streams.audio):
             if isinstance(frame, VideoFrame):
-                numbers.append(read_frame_number(frame))
+                decoded.frame_numbers.append(read_frame_number(frame))
+                decoded.frame_pts.append(frame.pts if frame.pts is not None else -1)
             elif isinstance(frame, AudioFrame):
-                audio_frames += 1
-    return numbers, audio_frames, audio_codec
+                decoded.audio_frames += 1
+    return decoded
+
+
+async def download(client: httpx.AsyncClient, prefix: str, names: list[str], path: Path) -> None:
+    """Write the files `names` of the stream one after the other into `path`."""
+    with path.open("wb") as output:
+        for name in names:
+            response = await client.get(prefix + name)
+            assert response.status_code == 200, name
+            output.write(response.content)
+
+
+def segment_names(playlist: str, quality: str) -> list[str]:
+    return re.findall(rf"^{quality}-\d+\.m4s$", playlist, re.MULTILINE)
+
+
+def segment_index(name: str) -> int:
+    return int(name.rsplit("-", 1)[1].split(".", maxsplit=1)[0])
 
 
 async def test_viewer_beyond_cap_gets_live_full(tmp_path: Path) -> None:
@@ -156,29 +184,24 @@ async def test_hls_segments_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 names = SEGMENT_LINE.findall(playlist)
                 assert set(names) == {quality}
 
-                parts = [f"{quality}-init.mp4"]
-                parts += re.findall(rf"^{quality}-\d+\.m4s$", playlist, re.MULTILINE)[
-                    :SEGMENTS_DECODED
-                ]
+                segments = segment_names(playlist, quality)[:SEGMENTS_DECODED]
+                response = await client.get(link["link_prefix"] + segments[0])
+                cache_control = response.headers["cache-control"]
+                assert cache_control.startswith("public, max-age=")
+                assert cache_control.endswith(", immutable")
                 joined = tmp_path / f"{quality}.mp4"
-                with joined.open("wb") as output:
-                    for part in parts:
-                        response = await client.get(link["link_prefix"] + part)
-                        assert response.status_code == 200, part
-                        if part.endswith(".m4s"):
-                            cache_control = response.headers["cache-control"]
-                            assert cache_control.startswith("public, max-age=")
-                            assert cache_control.endswith(", immutable")
-                        output.write(response.content)
-                numbers, audio_frames, audio_codec = await asyncio.to_thread(decode, joined)
+                await download(
+                    client, link["link_prefix"], [f"{quality}-init.mp4", *segments], joined
+                )
+                decoded = await asyncio.to_thread(decode, joined)
 
                 # two segments of about 1.9 s each at 20 frames per second
-                assert len(numbers) >= PICTURE_FRAME_RATE
+                assert len(decoded.frame_numbers) >= PICTURE_FRAME_RATE
                 # in the order sent, none twice
-                assert numbers == sorted(set(numbers)), numbers
-                assert audio_codec == "opus"
+                assert decoded.frame_numbers == sorted(set(decoded.frame_numbers))
+                assert decoded.audio_codec == "opus"
                 # at least a second of 60 ms Opus packets
-                assert audio_frames >= 1000 // OPUS_FRAME_MILLISECONDS
+                assert decoded.audio_frames >= 1000 // OPUS_FRAME_MILLISECONDS
 
         await host.send({"type": "end"})
         await host.until("state", state="ended")
@@ -241,5 +264,45 @@ async def test_hls_links_refused(tmp_path: Path) -> None:
             for name in ("secret_key", "master.m3u8.tmp", "high-x.m4s"):
                 response = await anyone.get(prefix + name)
                 assert response.status_code == 404, name
+        for closable in (host, publisher):
+            await closable.close()
+
+
+async def test_hls_continues_after_host_returns(tmp_path: Path) -> None:
+    """Guards against a stream whose timestamps jump back when the host publishes again
+    from a new peer, whose picture numbers and timestamps start from 0."""
+    async with running_live(tmp_path, max_webrtc_viewers=0) as setting:
+        host, publisher = await start_publishing(setting)
+        async with client_of(setting, setting.viewer_cookie) as client:
+            link = await ready_link(client, setting.live_id)
+            playlist_url = link["link_prefix"] + "high.m3u8"
+            before = await media_playlist(client, playlist_url, 2)
+            last_before = segment_index(segment_names(before, "high")[-1])
+
+            await host.close()
+            await publisher.close()
+            host, publisher = await start_publishing(setting)
+
+            async def two_segments_later() -> str | None:
+                response = await client.get(playlist_url)
+                names = segment_names(response.text, "high")
+                return response.text if segment_index(names[-1]) >= last_before + 2 else None
+
+            after: str = await poll(two_segments_later, "two segments after the host returned")
+            names = segment_names(after, "high")
+            joined = tmp_path / "high.mp4"
+            await download(client, link["link_prefix"], ["high-init.mp4", *names], joined)
+            decoded = await asyncio.to_thread(decode, joined)
+
+        # one restart of the picture numbers, where the new publisher begins
+        numbers = decoded.frame_numbers
+        restarts = [
+            index for index in range(1, len(numbers)) if numbers[index] < numbers[index - 1]
+        ]
+        assert len(restarts) == 1, numbers
+        assert len(numbers) - restarts[0] >= PICTURE_FRAME_RATE
+        # the stream's timestamps go on increasing across it
+        pts = decoded.frame_pts
+        assert all(later > earlier for earlier, later in itertools.pairwise(pts)), pts
         for closable in (host, publisher):
             await closable.close()
