@@ -136,6 +136,11 @@ class LiveHls:
         return f"LiveHls({self.live_id})"
 
     @property
+    def writer_failed(self) -> bool:
+        """Whether the writer thread stopped on an error; the stream then stays as it was."""
+        return self._failed.is_set()
+
+    @property
     def feeds(self) -> list[PacketFeed]:
         return [*self.broadcast.video_feeds.values(), self.broadcast.audio_feed]
 
