@@ -51,12 +51,12 @@ MEDIA_TYPES = {
 LIVE_NOT_FOUND = "Ce live n'existe pas."
 NOT_REGISTERED = "Inscrivez-vous à ce live pour le suivre."
 NOT_LIVE = "Le live n'est pas en cours."
-FILE_NOT_FOUND = "Ce fichier du direct n'existe pas ou plus."
+FILE_NOT_FOUND = "Ce fichier du live n'existe pas ou plus."
 # Maps what is wrong with a link to the sentence sent with the 403.
 LINK_MESSAGES = {
-    LinkProblem.MISSING: "Ce lien vers le direct n'est pas valide. Rechargez la page du live.",
-    LinkProblem.INVALID: "Ce lien vers le direct n'est pas valide. Rechargez la page du live.",
-    LinkProblem.EXPIRED: "Ce lien vers le direct a expiré. Rechargez la page du live.",
+    LinkProblem.MISSING: "Ce lien vers le live n'est pas valide. Rechargez la page du live.",
+    LinkProblem.INVALID: "Ce lien vers le live n'est pas valide. Rechargez la page du live.",
+    LinkProblem.EXPIRED: "Ce lien vers le live a expiré. Rechargez la page du live.",
 }
 
 

@@ -46,7 +46,7 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_LIVE: "Le live n'a pas encore commencé.",
     ErrorCode.LIVE_ENDED: "Ce live est terminé.",
     ErrorCode.ALREADY_PUBLISHING: "Votre caméra est déjà diffusée dans ce live.",
-    ErrorCode.LIVE_FULL: "Le direct est très suivi : vous le regardez en léger différé.",
+    ErrorCode.LIVE_FULL: "Le live est très suivi : vous le regardez en léger différé.",
 }
 
 

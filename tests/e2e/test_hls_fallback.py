@@ -18,9 +18,9 @@ from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-LIVE_FULL_MESSAGE = "Le direct est très suivi : vous le regardez en léger différé."
+LIVE_FULL_MESSAGE = "Le live est très suivi : vous le regardez en léger différé."
 UNREACHABLE_MESSAGE = (
-    "La connexion vidéo directe n'a pas pu s'établir : vous regardez le direct en léger différé."
+    "La connexion vidéo directe n'a pas pu s'établir : vous regardez le live en léger différé."
 )
 # Changes the DTLS fingerprints of every answer the page applies, as
 # a middlebox that breaks the media path would: ICE succeeds, but the DTLS handshake

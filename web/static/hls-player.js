@@ -20,8 +20,8 @@ const NOT_READY_RETRY_MAX_MS = 10_000;
 const RESTART_DELAY_MS = 3_000;
 
 export const HlsPlayerError = Object.freeze({
-  UNSUPPORTED: "Votre navigateur ne sait pas lire le direct en léger différé.",
-  REFUSED: "Le direct en léger différé n'est pas accessible : rechargez la page.",
+  UNSUPPORTED: "Votre navigateur ne sait pas lire le live en léger différé.",
+  REFUSED: "Le live en léger différé n'est pas accessible : rechargez la page.",
 });
 
 export class HlsPlayer extends EventTarget {

@@ -31,7 +31,7 @@ const FINAL_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
 const NEGOTIATION_FAILED_MESSAGE =
   "La connexion vidéo n'a pas pu être établie. Vérifiez votre réseau puis réessayez.";
 const UNREACHABLE_MESSAGE =
-  "La connexion vidéo directe n'a pas pu s'établir : vous regardez le direct en léger différé.";
+  "La connexion vidéo directe n'a pas pu s'établir : vous regardez le live en léger différé.";
 // A viewer's peer connection that has not connected this long after the answer will
 // not: ICE checks between reachable addresses take a few seconds at most. The viewer
 // then watches the HLS stream.
