@@ -220,6 +220,11 @@ class LiveHls:
         starting = quality not in self._last_video_pts
         if (starting or quality in self._resyncing) and not packet.is_keyframe:
             return
+        if self._queue.qsize() >= WRITER_QUEUE_MAX_PACKETS:
+            self._drop(quality)
+            feed.request_keyframe(RequestSource.CONSUMER)
+            return
+        self._resyncing.discard(quality)
         if starting:
             layers = self.broadcast.layers
             if layers is None:
@@ -228,11 +233,6 @@ class LiveHls:
             logger.info("%r: %s variant starts at %s", self, quality.value, layers[quality])
         if self._video_timeline is None:
             self._video_timeline = SourceTimeline(VIDEO_TIME_BASE, self._origin)
-        if self._queue.qsize() >= WRITER_QUEUE_MAX_PACKETS:
-            self._drop(quality)
-            feed.request_keyframe(RequestSource.CONSUMER)
-            return
-        self._resyncing.discard(quality)
 
         pts = self._video_timeline.place(packet.pts, arrived)
         last = self._last_video_pts.get(quality)
