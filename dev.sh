@@ -9,10 +9,10 @@ cd "$(dirname "$0")"
 VENV=.venv
 PYTHON="$VENV/bin/python"
 
-# Debian packages the test suite needs: a real Redis, Debian's Chromium for the
-# browser tests, espeak-ng for the spoken-French microphone, ffmpeg for test media,
-# PostgreSQL for the database tests.
-TEST_PACKAGES=(redis-server chromium ffmpeg espeak-ng postgresql)
+# Debian packages the test suite needs: a real Redis, Debian's Chromium and its
+# French texts for the browser tests, espeak-ng for the spoken-French microphone,
+# ffmpeg for test media, PostgreSQL for the database tests.
+TEST_PACKAGES=(redis-server chromium chromium-l10n ffmpeg espeak-ng postgresql)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -22,9 +22,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 
+import accounts.password_routes
 import accounts.routes
 import chat.routes
 import live.demo
@@ -34,12 +35,16 @@ import mentoring.routes
 import recordings.routes
 import recordings.service
 import signaling.hls_routes
-import signaling.media
+import signaling.router
 import signaling.routes
+from accounts.password_reset import ResetLinkSender
 from chat.broker import create_broker
 from chat.service import ChatService
+from core.bodies import BodySizeLimitMiddleware
 from core.database import Database
 from core.headers import SecurityHeadersMiddleware
+from core.mail import Mailer
+from core.routing import Access, Mount, Route
 from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
@@ -50,6 +55,7 @@ from core.settings import (
     DEFAULT_PORT,
     MediaPath,
     Settings,
+    default_node_name,
     load_secret_key,
     parse_ice_servers,
 )
@@ -61,9 +67,10 @@ from core.web import (
     render,
     templates_of,
 )
+from core.websocket import FrameWebSocketProtocol
 from live.channel_policy import LiveChannelPolicy
 from mentoring.channel_policy import ConversationChannelPolicy
-from mentoring.mail import EmailOutbox, Mailer
+from mentoring.mail import EmailOutbox
 from mentoring.service import MentoringService
 from mentoring.sweeper import TimeoutSweeper
 from migrations.runner import upgrade_to_head
@@ -76,7 +83,8 @@ SESSION_MAX_AGE_SECS = 14 * 24 * 3600
 
 
 async def health(request: Request) -> Response:
-    """Report whether the database and the chat broker answer; 503 when one does not."""
+    """Report whether the database, the chat broker and the media-node leases work;
+    503 when one does not."""
     checks: dict[str, str] = {}
     try:
         await database_of(request).ping()
@@ -87,6 +95,8 @@ async def health(request: Request) -> Response:
     # wiring:health
     chat_service: ChatService = request.app.state.chat
     checks["broker"] = "ok" if await chat_service.is_broker_healthy() else "error"
+    router: signaling.router.Router = request.app.state.signaling
+    checks["media_nodes"] = "ok" if await router.is_healthy() else "error"
     healthy = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if healthy else "degraded", **checks},
@@ -157,13 +167,16 @@ def create_app(settings: Settings) -> Starlette:
         await upgrade_to_head(database, settings.data_dir)
         # wiring:startup
         await recordings.service.recover_interrupted(database, settings)
-        app.state.media = signaling.media.create_media_manager(settings, database)
+        app.state.signaling = signaling.router.create_router(settings, database)
+        app.state.media = app.state.signaling.media
+        await app.state.signaling.start()
         chat_service = ChatService(database, create_broker(settings.redis_url))
         chat_service.policies.register("live", LiveChannelPolicy())
         chat_service.policies.register("conversation", ConversationChannelPolicy())
         await chat_service.start()
         app.state.chat = chat_service
         outbox = EmailOutbox(database, Mailer(settings.smtp))
+        app.state.reset_links = ResetLinkSender(database, Mailer(settings.smtp))
         app.state.mentoring = MentoringService(
             database,
             outbox,
@@ -191,16 +204,24 @@ def create_app(settings: Settings) -> Starlette:
             # wiring:shutdown
             await sweeper.stop()
             await app.state.mentoring.wait_for_deliveries()
+            await app.state.reset_links.wait_for_deliveries()
             await app.state.media.close()
+            await app.state.signaling.close()
             await chat_service.stop()
             await recordings.service.wait_for_finishing()
             await database.dispose()
             logger.info("stopped node=%s", settings.node_name)
 
     routes: list[BaseRoute] = [
-        Route("/health", health, name="health"),
-        Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
+        Route("/health", health, access=Access.PUBLIC, name="health"),
+        Mount(
+            "/static",
+            app=StaticFiles(directory=WEB_DIR / "static"),
+            access=Access.PUBLIC,
+            name="static",
+        ),
         *accounts.routes.routes,
+        *accounts.password_routes.routes,
         *live.routes.routes,
         # wiring:routes
         *mentoring.routes.routes,
@@ -213,6 +234,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeadersMiddleware),
+            Middleware(BodySizeLimitMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,
@@ -232,11 +254,14 @@ def create_app(settings: Settings) -> Starlette:
 
 
 class SecretPathFilter(logging.Filter):
-    """Mask the tokens in uvicorn's access log: in iCalendar feed paths and in HLS
-    links, where the token is the only credential."""
+    """Mask the tokens in uvicorn's access log: those of iCalendar feed paths, of
+    password reset links and of HLS links, each the only credential of what it opens."""
 
-    _calendar_pattern = re.compile(r"/calendar/[^/\s.\"]+\.ics")
-    _hls_pattern = re.compile(r"(/hls/\d+/\d+/)[^/\s\"]+/")
+    _patterns = (
+        (re.compile(r"/calendar/[^/\s.\"]+\.ics"), "/calendar/***.ics"),
+        (re.compile(r"/password/reset/[^/\s?\"]+"), "/password/reset/***"),
+        (re.compile(r"(/hls/\d+/\d+/)[^/\s\"]+/"), r"\1***/"),
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -246,8 +271,9 @@ class SecretPathFilter(logging.Filter):
         return True
 
     def _mask(self, text: str) -> str:
-        text = self._calendar_pattern.sub("/calendar/***.ics", text)
-        return self._hls_pattern.sub(r"\1***/", text)
+        for pattern, replacement in self._patterns:
+            text = pattern.sub(replacement, text)
+        return text
 
 
 def positive_seconds(raw: str) -> float:
@@ -386,7 +412,27 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,
         mentoring_sweep_interval_secs=arguments.mentoring_sweep_interval,
-        node_name=os.environ.get("NODE_NAME", f"{arguments.host}:{arguments.port}"),
+        node_name=os.environ.get("NODE_NAME") or default_node_name(arguments.host, arguments.port),
+    )
+
+
+def uvicorn_config(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """Return the uvicorn settings the service runs with; the socket tests use them too."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws_max_size=64 * 1024,
+        # Offers the chat a writer of frames encoded once per process (core.websocket).
+        ws=FrameWebSocketProtocol,
+        # NOTE: permessage-deflate stays off although browsers offer it. A chat event
+        # is a few hundred bytes, so compression saves little bandwidth. With it, each
+        # connection keeps its own compressor (about 40 KB of zlib state) and compresses
+        # every event again, instead of sending the frame encoded once. The measured
+        # cost is in docs/benchmarks.md.
+        ws_per_message_deflate=False,
+        lifespan="on",
     )
 
 
@@ -403,14 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = create_app(settings)
     logging.getLogger("uvicorn.access").addFilter(SecretPathFilter())
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=arguments.log_level.lower(),
-        ws_max_size=64 * 1024,
-        lifespan="on",
-    )
+    config = uvicorn_config(app, settings.host, settings.port, arguments.log_level.lower())
     asyncio.run(uvicorn.Server(config).serve())
     return 0
 

@@ -8,7 +8,7 @@ import unicodedata
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -65,6 +65,19 @@ def validate_email(email: str) -> None:
     hidden = any(char.isspace() or unicodedata.category(char).startswith("C") for char in email)
     if not local or "." not in domain or len(email) > EMAIL_MAX_CHARS or hidden:
         raise AccountError("email_invalid", "Cette adresse électronique n'est pas valide.")
+
+
+def hash_password(password: str) -> str:
+    """Return the argon2id hash of `password`, to store in `User.password_hash`."""
+    return _hasher.hash(password)
+
+
+def verify_password(user: User, password: str) -> bool:
+    """Return whether `password` is the account's password."""
+    try:
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def validate_password(password: str) -> None:
@@ -142,3 +155,25 @@ async def update_time_zone(session: AsyncSession, user: User, time_zone: str) ->
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def change_password(session: AsyncSession, user: User, current: str, new: str) -> None:
+    """Replace the password of `user`, loaded in `session`, and end all its sessions;
+    raise AccountError when `current` is wrong or `new` too short or too long."""
+    if not verify_password(user, current):
+        raise AccountError("password_wrong", "Le mot de passe actuel est incorrect.")
+    validate_password(new)
+    user.password_hash = hash_password(new)
+    user.session_version += 1
+    await session.commit()
+    logger.info("password changed user=%s", user.id)
+
+
+async def end_sessions(session: AsyncSession, user_id: int) -> None:
+    """Raise the account's session version and commit, which ends every session of the
+    account started before, in every browser (core.web.current_user)."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(session_version=User.session_version + 1)
+    )
+    await session.commit()
+    logger.info("sessions ended user=%s", user_id)

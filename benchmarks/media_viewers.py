@@ -6,15 +6,16 @@ they receive complete, without decoding them.
 Started by media_fanout.py with the session cookie in VEILLEE_BENCHMARK_COOKIE. Each
 viewer opens a signaling socket, sends `watch` and negotiates a real peer connection
 (ICE, DTLS, SRTP), so the server does for it what it does for a browser. Only the
-receiving end is cut short. Every RTP packet is decrypted, then counted from its
-12-byte header instead of going through aiortc's parser, jitter buffer and decoder.
-So one process can hold dozens of viewers on a shared 2-core machine. The
-receivers still send RTCP receiver reports, from the same sequence numbers and
-timestamps, but no NACK, PLI or REMB.
+receiving end is cut short. Each RTP packet is counted from its 12-byte header, which
+SRTP leaves in clear, as it leaves the socket: it is neither decrypted nor parsed,
+buffered or decoded by aiortc. So one process can hold dozens of viewers on a shared
+2-core machine. The receivers still send RTCP receiver reports, from the same sequence
+numbers and timestamps, but no NACK, PLI or REMB.
 
-The process prints `ready` once every viewer has received a complete frame, then
-answers each `report` line on stdin with a JSON list of the complete video frames of
-each viewer so far, and closes everything when stdin closes.
+The process prints `ready` once every viewer has received a complete frame, or after
+READY_TIMEOUT_SECS, when those still waiting count as receiving nothing. It then replies
+to each `report` line on stdin with a JSON list of the complete video frames of each
+viewer so far, and closes everything when stdin closes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,16 @@ from tests.support.signaling_peers import SignalingClient, rtc_configuration  # 
 # Viewers of one process negotiate this many at a time, so that a process of 50 does
 # not send 50 offers to the server in the same instant.
 CONNECT_BATCH = 10
-READY_TIMEOUT_SECS = 180.0
+READY_TIMEOUT_SECS = 60.0
 # RTP header fields after the first byte: marker and payload type, sequence number,
 # timestamp, SSRC (RFC 3550 section 5.1).
 RTP_HEADER = struct.Struct("!BHII")
 RTP_HEADER_BYTES = 12
 MARKER_BIT = 0x80
+# RTP and RTCP share the port (RFC 5761): a first byte from 128 to 191 is RTP or RTCP,
+# and RTCP's packet types put 192 to 223 in the second byte.
+RTP_FIRST_BYTES = range(128, 192)
+RTCP_SECOND_BYTES = range(192, 224)
 VIDEO_CLOCK_RATE = 90_000
 AUDIO_CLOCK_RATE = 48_000
 
@@ -98,6 +104,7 @@ class LightViewer:
         # (aiortc's report cannot describe a stream without one)
         self._statistics: dict[int, StreamStatistics] = {}
         self._report_streams: dict[int, dict[int, StreamStatistics]] = {}
+        self._pass_datagram: Callable[[bytes, int], None] = lambda data, component: None
 
     async def watch(self, ws_url: str, live_id: int, cookie: str) -> None:
         self.client = await SignalingClient.open(ws_url, live_id, cookie)
@@ -109,6 +116,18 @@ class LightViewer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         # bundling settles on one transport for both sections once the answer is set
         self._count_instead_of_decoding(audio.receiver, video.receiver)
+
+    def _take_datagram(self, data: bytes, component: int) -> None:
+        """Count an RTP datagram from its header, and pass DTLS and RTCP datagrams on to
+        aiortc. STUN messages never get here: aioice handles them before."""
+        if (
+            len(data) >= RTP_HEADER_BYTES
+            and data[0] in RTP_FIRST_BYTES
+            and data[1] not in RTCP_SECOND_BYTES
+        ):
+            self._count(data)
+            return
+        self._pass_datagram(data, component)
 
     def _read_ssrcs(self, answer: str) -> None:
         for media in SessionDescription.parse(answer).media:
@@ -123,18 +142,18 @@ class LightViewer:
                 self._statistics[ssrc] = StreamStatistics(AUDIO_CLOCK_RATE)
 
     def _count_instead_of_decoding(self, audio: RTCRtpReceiver, video: RTCRtpReceiver) -> None:
-        # NOTE: private aiortc 1.16 internals, in this benchmark only. The receivers'
-        # RTCP task reports on their private statistics, which the counter feeds, and
-        # the bundled DTLS transport hands every decrypted RTP packet to the counter.
+        # NOTE: private aiortc 1.16 and aioice internals, in this benchmark only. The
+        # receivers' RTCP task reports on their private statistics, which the counter
+        # feeds, and the ICE connection hands each datagram to the counter first.
         for receiver, kind in ((audio, "audio"), (video, "video")):
             ssrc = self._audio_ssrc if kind == "audio" else self._video_ssrc
             streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
             self._report_streams[ssrc] = streams
-            receiver.transport._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
+        connection = video.transport.transport._connection
+        self._pass_datagram = connection.data_received
+        connection.data_received = self._take_datagram  # type: ignore[method-assign]
 
-    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        if len(data) < RTP_HEADER_BYTES:
-            return
+    def _count(self, data: bytes) -> None:
         marker_and_type, sequence_number, timestamp, ssrc = RTP_HEADER.unpack_from(data, 1)
         statistics = self._statistics.get(ssrc)
         if statistics is not None:
@@ -162,11 +181,15 @@ async def connect_all(ws_url: str, live_id: int, cookie: str, count: int) -> lis
     deadline = time.monotonic() + READY_TIMEOUT_SECS
     while any(viewer.video.complete == 0 for viewer in viewers):
         if time.monotonic() > deadline:
+            # they stay, and count as receiving nothing: the measure says it
             waiting = sum(1 for viewer in viewers if viewer.video.complete == 0)
-            raise TimeoutError(
-                f"{waiting} of {count} viewers received no complete frame "
-                f"in {READY_TIMEOUT_SECS:.0f} s"
+            print(
+                f"media_viewers: {waiting} of {count} viewers received no complete frame "
+                f"in {READY_TIMEOUT_SECS:.0f} s",
+                file=sys.stderr,
+                flush=True,
             )
+            break
         await asyncio.sleep(0.1)
     return viewers
 

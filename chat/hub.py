@@ -1,5 +1,12 @@
 """Local fan-out: the subscribers of each channel in this process, each with a
-bounded send queue, fed in increasing seq without gaps."""
+bounded send queue, fed in increasing seq without gaps.
+
+A feed passes events on in batches: every event that arrived while it was busy goes
+out together, and each event's WebSocket frame is encoded once for the whole process.
+When a subscriber's connection is idle and has a `FrameWriter`, the feed writes the
+batch to its socket at once, in one write. Other subscribers queue the batch for
+their session's writer.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from chat.broker import Broker
+from core.websocket import FrameWriter, encode_text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +39,82 @@ EventLoader = Callable[[str, int, int | None, int], Awaitable[list[tuple[int, st
 SeqReader = Callable[[str], Awaitable[int]]
 
 
-class Subscriber:
-    """One connection's subscription: the events it has still to send."""
+class EventBatch:
+    """Events with consecutive seqs, passed on to every subscriber of a channel at once.
 
-    def __init__(self, channel: str, max_events: int = SEND_QUEUE_MAX_EVENTS) -> None:
+    Their frames are encoded on first use and shared by all subscribers, so that an
+    event is encoded once per process rather than once per connection.
+    """
+
+    def __init__(self, events: list[tuple[int, str]]) -> None:
+        self.events = events
+        self.first_seq = events[0][0]
+        self.last_seq = events[-1][0]
+        self._frames: list[bytes] | None = None
+        self._joined: bytes | None = None
+
+    def frames_after(self, seq: int) -> bytes | None:
+        """Return the encoded frames of the events after `seq`, joined for one write;
+        None when `seq` is below the batch's first seq minus one (a gap)."""
+        if seq >= self.last_seq:
+            return b""
+        if seq + 1 < self.first_seq:
+            return None
+        if self._frames is None:
+            self._frames = [encode_text_frame(payload.encode()) for _, payload in self.events]
+        start = seq + 1 - self.first_seq
+        if start > 0:
+            return b"".join(self._frames[start:])
+        if self._joined is None:
+            self._joined = b"".join(self._frames)
+        return self._joined
+
+
+class Subscriber:
+    """One connection's subscription: the events it has still to send.
+
+    While the connection's writer waits on an empty queue (`direct`) and the
+    connection has a writable `FrameWriter`, `offer` writes the events to the socket
+    itself. Otherwise they wait in `queue` for the writer, which keeps them in order.
+    A connection that is closing also queues them, until its session ends.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        max_events: int = SEND_QUEUE_MAX_EVENTS,
+        writer: FrameWriter | None = None,
+    ) -> None:
         self.channel = channel
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(max_events)
         # Set when the queue overflowed and the hub stopped feeding this subscriber.
         self.dropped = asyncio.Event()
+        self.writer = writer
+        # The highest seq sent on the connection; later events must follow it without gap.
+        self.last_sent = 0
+        # True while the connection's writer waits on an empty queue after `resume`.
+        self.direct = False
+        # Events written by `offer` itself.
+        self.frames_written = 0
 
-    def offer(self, seq: int, payload: str) -> bool:
-        """Queue an event without waiting; return False, and mark the subscriber
-        dropped, when its queue is full."""
-        try:
-            self.queue.put_nowait((seq, payload))
-        except asyncio.QueueFull:
-            self.dropped.set()
-            return False
+    def offer(self, batch: EventBatch) -> bool:
+        """Write or queue the batch's events after `last_sent` without waiting; return
+        False, and mark the subscriber dropped, when its queue is full."""
+        writer = self.writer
+        if self.direct and writer is not None and self.queue.empty():
+            frames = batch.frames_after(self.last_sent)
+            if frames == b"":
+                return True
+            if frames is not None and writer.write_if_writable(frames):
+                self.frames_written += batch.last_seq - self.last_sent
+                self.last_sent = batch.last_seq
+                return True
+        for seq, payload in batch.events:
+            try:
+                self.queue.put_nowait((seq, payload))
+            except asyncio.QueueFull:
+                self.dropped.set()
+                return False
         return True
 
 
@@ -70,6 +137,8 @@ class ChannelFeed:
         self._load = load
         self._inbox: asyncio.Queue[tuple[int, str] | str] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # Events passed on since the last flush, with consecutive seqs.
+        self._outgoing: list[tuple[int, str]] = []
 
     def start(self, last_seq: int) -> None:
         self.last_seq = last_seq
@@ -93,11 +162,17 @@ class ChannelFeed:
             item = await self._inbox.get()
             try:
                 await self._handle(item)
+                # What arrived meanwhile goes out in the same batch: one write per
+                # subscriber instead of one per event when the channel is busy.
+                while not self._inbox.empty():
+                    await self._handle(self._inbox.get_nowait())
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # A bug here must not end delivery for the whole channel.
                 logger.exception("chat feed channel=%s: failed to pass an event on", self.channel)
+            finally:
+                self._flush()
 
     async def _handle(self, item: tuple[int, str] | str) -> None:
         if isinstance(item, str):
@@ -118,6 +193,7 @@ class ChannelFeed:
 
     async def _fill(self, up_to: int | None) -> None:
         """Pass on the stored events after `last_seq` up to `up_to`, retrying reads."""
+        self._flush()
         delay = FILL_RETRY_INITIAL_SECS
         while up_to is None or self.last_seq < up_to:
             try:
@@ -135,20 +211,33 @@ class ChannelFeed:
                 continue
             for seq, payload in events:
                 self._fan_out(seq, payload)
+            self._flush()
             if len(events) < FILL_PAGE_EVENTS:
                 return
 
     def _fan_out(self, seq: int, payload: str) -> None:
+        """Add the event to the outgoing batch unless it was passed on already."""
         if seq <= self.last_seq:
             return
+        if seq != self.last_seq + 1:
+            # Callers fill gaps first, because a batch contains consecutive seqs only.
+            self._flush()
         self.last_seq = seq
+        self._outgoing.append((seq, payload))
+
+    def _flush(self) -> None:
+        """Offer the outgoing batch to every subscriber."""
+        if not self._outgoing:
+            return
+        batch = EventBatch(self._outgoing)
+        self._outgoing = []
         for subscriber in list(self.subscribers):
-            if not subscriber.offer(seq, payload):
+            if not subscriber.offer(batch):
                 self.subscribers.discard(subscriber)
                 logger.warning(
                     "chat feed channel=%s: dropped a slow subscriber at seq=%d (queue of %d full)",
                     self.channel,
-                    seq,
+                    batch.last_seq,
                     subscriber.queue.maxsize,
                 )
 

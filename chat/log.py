@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,14 +157,39 @@ async def find_message(session: AsyncSession, channel: str, seq: int) -> Channel
     )
 
 
-async def find_by_client_id(
+async def find_seq_by_client_id(
     session: AsyncSession, channel: str, author_id: int, client_id: str
-) -> ChannelEvent | None:
-    return await session.scalar(
-        select(ChannelEvent).where(
+) -> int | None:
+    """Return the seq of the author's message with `client_id`, None when there is none."""
+    seq: int | None = await session.scalar(
+        select(ChannelEvent.seq).where(
             ChannelEvent.channel == channel,
             ChannelEvent.author_id == author_id,
             ChannelEvent.client_id == client_id,
+        )
+    )
+    return seq
+
+
+async def insert_message(
+    session: AsyncSession,
+    event: StoredEvent,
+) -> None:
+    """Insert a message event inside the caller's transaction.
+
+    A Core INSERT rather than an ORM object: every chat message takes this path, and
+    the unit of work of a flush cost more CPU than the statement itself.
+    """
+    await session.execute(
+        insert(ChannelEvent).values(
+            channel=event.channel,
+            seq=event.seq,
+            kind=EventKind.MESSAGE,
+            author_id=event.person.id,
+            client_id=event.client_id,
+            text=event.text,
+            deleted=False,
+            created_at=event.created_at,
         )
     )
 

@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 
 # Redis channel names are shared by every application on the server: keep ours apart.
 KEY_PREFIX = "veillee:chat:"
-# Subscribed by every listener, so that its connection exists before any chat
-# channel is; nothing is published there.
-CONTROL_KEY = KEY_PREFIX + "_control"
+# Subscribed by every listener under its prefix, so that its connection exists before
+# any channel is; nothing is published there.
+CONTROL_CHANNEL = "_control"
 
 # First wait after a lost connection, doubled up to the max: a Redis restart takes
 # about a second, and the max keeps a long outage from flooding the log.
@@ -44,13 +44,19 @@ class ListenerState(enum.StrEnum):
 
 
 class RedisBroker(Broker):
-    """Fans events out through Redis pub/sub between all processes of a deployment."""
+    """Fans events out through Redis pub/sub between all processes of a deployment.
+
+    Channel `name` is the Redis channel `key_prefix + name`. `label` names this broker
+    in logs and task names, since signaling runs a broker of its own beside chat's.
+    """
 
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, key_prefix: str = KEY_PREFIX, label: str = "chat") -> None:
         super().__init__()
         self.url = url
+        self.key_prefix = key_prefix
+        self.label = label
         # The listener's client never retries inside redis-py, because the listener
         # must be the one place that reconnects: after each reconnection it has the
         # missed events read back. Publishing retries once, so that the first publish
@@ -78,7 +84,7 @@ class RedisBroker(Broker):
 
     def _set_state(self, new_state: ListenerState) -> None:
         if new_state is not self.state:
-            logger.debug("redis broker: %s -> %s", self.state.value, new_state.value)
+            logger.debug("%s redis broker: %s -> %s", self.label, self.state.value, new_state.value)
             self.state = new_state
         if new_state is ListenerState.CONNECTED:
             self.connected.set()
@@ -87,9 +93,13 @@ class RedisBroker(Broker):
 
     async def start(self) -> None:
         if self._listener is not None:
-            raise RuntimeError(f"redis broker listener already started, state {self.state}")
+            raise RuntimeError(
+                f"{self.label} redis broker listener already started, state {self.state}"
+            )
         self._set_state(ListenerState.CONNECTING)
-        self._listener = asyncio.create_task(self._listen_forever(), name="chat-redis-listener")
+        self._listener = asyncio.create_task(
+            self._listen_forever(), name=f"{self.label}-redis-listener"
+        )
         self._listener.add_done_callback(self._listener_done)
 
     async def stop(self) -> None:
@@ -108,8 +118,10 @@ class RedisBroker(Broker):
         if task.cancelled() or self._listener is not task:
             return
         error = task.exception()
-        logger.error("redis broker: listener died; restarting it", exc_info=error)
-        self._listener = asyncio.create_task(self._listen_forever(), name="chat-redis-listener")
+        logger.error("%s redis broker: listener died; restarting it", self.label, exc_info=error)
+        self._listener = asyncio.create_task(
+            self._listen_forever(), name=f"{self.label}-redis-listener"
+        )
         self._listener.add_done_callback(self._listener_done)
 
     async def _listen_forever(self) -> None:
@@ -120,7 +132,8 @@ class RedisBroker(Broker):
                 await self._listen_once()
             except (RedisError, OSError, TimeoutError) as error:
                 logger.warning(
-                    "redis broker: listener connection lost (%s: %s); reconnecting in %.1f s",
+                    "%s redis broker: listener connection lost (%s: %s); reconnecting in %.1f s",
+                    self.label,
                     type(error).__name__,
                     error,
                     delay,
@@ -128,7 +141,9 @@ class RedisBroker(Broker):
             except Exception:
                 # A bug must not end fan-out for good: log it and reconnect with the
                 # same backoff, so that a repeating failure cannot spin.
-                logger.exception("redis broker: listener failed; reconnecting in %.1f s", delay)
+                logger.exception(
+                    "%s redis broker: listener failed; reconnecting in %.1f s", self.label, delay
+                )
             self._set_state(ListenerState.RECONNECTING)
             if self.connections > connections_before:
                 delay = RECONNECT_INITIAL_SECS
@@ -139,7 +154,8 @@ class RedisBroker(Broker):
         """Subscribe every channel on a new connection and deliver until it fails."""
         pubsub = self._listen_client.pubsub()
         try:
-            keys = {CONTROL_KEY, *(KEY_PREFIX + channel for channel in self._channels)}
+            prefix = self.key_prefix
+            keys = {prefix + CONTROL_CHANNEL, *(prefix + channel for channel in self._channels)}
             await pubsub.subscribe(*keys)
             self._pubsub = pubsub
             unconfirmed = set(keys)
@@ -167,7 +183,7 @@ class RedisBroker(Broker):
                         continue
                     # Channels the hub added while this connection was being set up
                     # are subscribed before the connection counts as ready.
-                    missing = {KEY_PREFIX + channel for channel in self._channels} - keys
+                    missing = {prefix + channel for channel in self._channels} - keys
                     if missing:
                         keys |= missing
                         unconfirmed |= missing
@@ -184,11 +200,15 @@ class RedisBroker(Broker):
         self._set_state(ListenerState.CONNECTED)
         if self.connections == 1:
             logger.info(
-                "redis broker: listening url=%s channels=%d", _safe_url(self.url), channel_count
+                "%s redis broker: listening url=%s channels=%d",
+                self.label,
+                _safe_url(self.url),
+                channel_count,
             )
         else:
             logger.info(
-                "redis broker: reconnected, resubscribed channels=%d connection=%d",
+                "%s redis broker: reconnected, resubscribed channels=%d connection=%d",
+                self.label,
                 channel_count,
                 self.connections,
             )
@@ -203,14 +223,16 @@ class RedisBroker(Broker):
             event.set()
 
     def _receive(self, key: str, data: object) -> None:
-        if not key.startswith(KEY_PREFIX) or not isinstance(data, bytes):
+        if not key.startswith(self.key_prefix) or not isinstance(data, bytes):
             return
         try:
             payload = data.decode()
         except UnicodeDecodeError:
-            logger.warning("redis broker: dropped a payload that is not UTF-8 on %s", key)
+            logger.warning(
+                "%s redis broker: dropped a payload that is not UTF-8 on %s", self.label, key
+            )
             return
-        self._deliver(key.removeprefix(KEY_PREFIX), payload)
+        self._deliver(key.removeprefix(self.key_prefix), payload)
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
@@ -219,7 +241,7 @@ class RedisBroker(Broker):
             # The listener subscribes every channel when it connects again, and then
             # has the hub read the missed events from the database.
             return
-        key = KEY_PREFIX + channel
+        key = self.key_prefix + channel
         confirmed = asyncio.Event()
         self._confirmations[key] = confirmed
         try:
@@ -227,7 +249,9 @@ class RedisBroker(Broker):
             await asyncio.wait_for(confirmed.wait(), COMMAND_TIMEOUT_SECS)
         except (RedisError, OSError, TimeoutError) as error:
             # The listener fails on the same connection and resubscribes.
-            logger.warning("redis broker: subscribe channel=%s failed: %s", channel, error)
+            logger.warning(
+                "%s redis broker: subscribe channel=%s failed: %s", self.label, channel, error
+            )
         finally:
             self._confirmations.pop(key, None)
 
@@ -237,13 +261,15 @@ class RedisBroker(Broker):
         if pubsub is None:
             return
         try:
-            await pubsub.unsubscribe(KEY_PREFIX + channel)
+            await pubsub.unsubscribe(self.key_prefix + channel)
         except (RedisError, OSError, TimeoutError) as error:
-            logger.warning("redis broker: unsubscribe channel=%s failed: %s", channel, error)
+            logger.warning(
+                "%s redis broker: unsubscribe channel=%s failed: %s", self.label, channel, error
+            )
 
     async def publish(self, channel: str, payload: str) -> None:
         try:
-            await self._publish_client.publish(KEY_PREFIX + channel, payload)
+            await self._publish_client.publish(self.key_prefix + channel, payload)
         except (RedisError, OSError, TimeoutError) as error:
             raise BrokerError("publish", f"{type(error).__name__}: {error}") from error
 

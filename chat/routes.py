@@ -5,13 +5,14 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket
 
 from chat.errors import AccessDeniedError, CloseCode
 from chat.models import SEQ_MAX
 from chat.service import ChatService
 from chat.session import ChatSession
+from core.routing import Access, Route, WebSocketRoute
 from core.web import require_user, settings_of
 
 # Events per page of GET /api/chat/{channel}/events.
@@ -87,6 +88,14 @@ async def channel_events(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    WebSocketRoute("/ws/chat/{channel}", chat_socket, name="chat_socket"),
-    Route("/api/chat/{channel}/events", channel_events, methods=["GET"], name="chat_events"),
+    WebSocketRoute(
+        "/ws/chat/{channel}", chat_socket, access=Access.CHANNEL_MEMBER, name="chat_socket"
+    ),
+    Route(
+        "/api/chat/{channel}/events",
+        channel_events,
+        access=Access.CHANNEL_MEMBER,
+        methods=["GET"],
+        name="chat_events",
+    ),
 ]

@@ -7,8 +7,10 @@ stored event to the broker. The database is the log; the broker only fans out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,6 +95,25 @@ class ChatService:
         self.rate_limit_window = timedelta(seconds=rate_limit_window_secs)
         # The bound of each connection's send queue (see chat.hub.Subscriber).
         self.send_queue_max_events = send_queue_max_events
+        # Maps a channel to the lock its writers in this process take in turn, for as
+        # long as one of them holds a reference to it.
+        self._write_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _write_lock(self, channel: str) -> asyncio.Lock:
+        """Return the lock of the channel's writers in this process.
+
+        A channel's writers wait for each other in the database from `next_seq` to
+        the commit (see chat.log.next_seq). The writers of one process wait here for
+        the same span instead, so that only writers of different processes meet in
+        the database: SQLite's busy handler retries with sleeps of up to 100 ms.
+        """
+        lock = self._write_locks.get(channel)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._write_locks[channel] = lock
+        return lock
 
     async def start(self) -> None:
         await self.broker.start()
@@ -168,36 +189,42 @@ class ChatService:
         self, channel: str, author: Person, client_id: str, text: str
     ) -> StoredEvent:
         try:
-            async with self.database.session() as session, session.begin():
+            # Leaving the session without a commit rolls the transaction back.
+            async with self.database.session() as session:
                 # A retry gets its ack before any check, even after the channel
                 # closed or the person reached the rate limit.
-                existing = await log.find_by_client_id(session, channel, author.id, client_id)
+                existing = await log.find_seq_by_client_id(session, channel, author.id, client_id)
                 if existing is not None:
-                    raise _AlreadyStoredError(existing.seq)
+                    raise _AlreadyStoredError(existing)
                 await self._authorize_send(session, channel, author.id)
 
                 # The counter update takes the write lock: from here on, the channel's
                 # writers wait for each other, which also makes the rate count exact.
-                seq = await log.next_seq(session, channel)
-                now = self._clock()
-                recent = await log.count_messages_since(
-                    session, channel, author.id, now - self.rate_limit_window
-                )
-                if recent >= self.rate_limit_messages:
-                    logger.info("chat send channel=%s user=%s: rate limited", channel, author.id)
-                    raise ChatError(ErrorCode.RATE_LIMITED)
+                # The writers of this process wait on the asyncio lock instead, for
+                # the same statements, so that the checks above run side by side.
+                async with self._write_lock(channel):
+                    seq = await log.next_seq(session, channel)
+                    now = self._clock()
+                    recent = await log.count_messages_since(
+                        session, channel, author.id, now - self.rate_limit_window
+                    )
+                    if recent >= self.rate_limit_messages:
+                        logger.info(
+                            "chat send channel=%s user=%s: rate limited", channel, author.id
+                        )
+                        raise ChatError(ErrorCode.RATE_LIMITED)
 
-                session.add(
-                    ChannelEvent(
+                    event = StoredEvent(
                         channel=channel,
                         seq=seq,
                         kind=EventKind.MESSAGE,
-                        author_id=author.id,
+                        person=author,
+                        created_at=now,
                         client_id=client_id,
                         text=text,
-                        created_at=now,
                     )
-                )
+                    await log.insert_message(session, event)
+                    await session.commit()
         except IntegrityError as error:
             # The same client_id was stored by a concurrent send (another process,
             # or a retry racing the first attempt): the first one wins.
@@ -219,15 +246,7 @@ class ChatService:
                 error,
             )
             raise ChatError(ErrorCode.TRY_AGAIN) from error
-        return StoredEvent(
-            channel=channel,
-            seq=seq,
-            kind=EventKind.MESSAGE,
-            person=author,
-            created_at=now,
-            client_id=client_id,
-            text=text,
-        )
+        return event
 
     async def _authorize_send(self, session: AsyncSession, channel: str, user_id: int) -> None:
         access = await self.policies.access(session, channel, user_id)
@@ -239,10 +258,9 @@ class ChatService:
     async def _find_client_id(self, channel: str, author_id: int, client_id: str) -> int | None:
         try:
             async with self.database.session() as session:
-                existing = await log.find_by_client_id(session, channel, author_id, client_id)
+                return await log.find_seq_by_client_id(session, channel, author_id, client_id)
         except _DATABASE_ERRORS:
             return None
-        return existing.seq if existing is not None else None
 
     async def delete(self, channel: str, person: Person, seq: int) -> DeleteResult:
         """Store and publish the deletion of message `seq`; raise ChatError when rejected.
@@ -256,7 +274,11 @@ class ChatService:
 
         started = time.monotonic()
         try:
-            async with self.database.session() as session, session.begin():
+            async with (
+                self._write_lock(channel),
+                self.database.session() as session,
+                session.begin(),
+            ):
                 deletion_seq = await log.next_seq(session, channel)
                 access = await self.policies.access(session, channel, person.id)
                 if access is None or not access.read:

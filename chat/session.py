@@ -31,6 +31,7 @@ from chat.service import ChatService
 from chat.text import TEXT_MAX_CHARS
 from core.settings import Settings
 from core.web import current_user
+from core.websocket import FRAME_WRITER_EXTENSION, FrameWriter, encode_text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +107,11 @@ class ChatSession:
         self.state = SessionState.CONNECTING
         self.person: Person | None = None
         self.access: ChannelAccess | None = None
-        self.subscriber = Subscriber(channel, service.send_queue_max_events)
-        # The highest seq this connection has sent; events at or below it are skipped.
-        self.last_sent = 0
+        # The subscriber keeps the highest seq sent (`last_sent`), which the history
+        # and the live events both advance.
+        self.subscriber = Subscriber(
+            channel, service.send_queue_max_events, writer=frame_writer(websocket)
+        )
         self.protocol_errors = 0
         self.frames_received = 0
         self.frames_sent = 0
@@ -151,7 +154,7 @@ class ChatSession:
             close_code.value if close_code is not None else "client",
             time.monotonic() - started,
             self.frames_received,
-            self.frames_sent,
+            self.frames_sent + self.subscriber.frames_written,
         )
 
     async def _open(self) -> CloseCode | None:
@@ -239,7 +242,7 @@ class ChatSession:
                 "chat session channel=%s user=%s: too slow, dropped after seq=%d",
                 self.channel,
                 self.person.id if self.person else None,
-                self.last_sent,
+                self.subscriber.last_sent,
             )
             return CloseCode.TOO_SLOW
         finished = reader if reader in done else writer
@@ -350,8 +353,9 @@ class ChatSession:
             self.state = SessionState.OPEN
             raise ChatError(ErrorCode.TRY_AGAIN) from error
 
-        self.last_sent = max(self.last_sent, current)
-        await self._send_frame({"type": "synced", "last_seq": self.last_sent})
+        subscriber = self.subscriber
+        subscriber.last_sent = max(subscriber.last_sent, current)
+        await self._send_frame({"type": "synced", "last_seq": subscriber.last_sent})
         self.state = SessionState.LIVE
         self._synced.set()
 
@@ -361,29 +365,70 @@ class ChatSession:
             events = await self.service.events(self.channel, after, up_to, HISTORY_PAGE_EVENTS)
             for event in events:
                 await self._send_text(event.to_json())
-                self.last_sent = max(self.last_sent, event.seq)
+                self.subscriber.last_sent = max(self.subscriber.last_sent, event.seq)
             if len(events) < HISTORY_PAGE_EVENTS:
                 return
             after = events[-1].seq
 
     async def _write_events(self) -> None:
-        """Send the live events queued by the hub, once `resume` is done."""
+        """Send the live events queued by the hub once `resume` is done, every event
+        waiting at once.
+
+        While this waits on an empty queue, the hub writes the events itself
+        (`Subscriber.direct`). The flag is cleared as soon as events are taken from
+        the queue, so that no later event overtakes them.
+        """
         await self._synced.wait()
+        subscriber = self.subscriber
+        queue = subscriber.queue
         while True:
-            seq, payload = await self.subscriber.queue.get()
-            if seq <= self.last_sent:
+            if queue.empty():
+                subscriber.direct = True
+                try:
+                    first = await queue.get()
+                finally:
+                    subscriber.direct = False
+            else:
+                first = queue.get_nowait()
+            events = [first]
+            while not queue.empty():
+                events.append(queue.get_nowait())
+            await self._send_events(events)
+
+    async def _send_events(self, events: list[tuple[int, str]]) -> None:
+        """Send `events` after `last_sent` in order, reading any gap back first."""
+        subscriber = self.subscriber
+        frames: list[bytes] = []
+        for seq, payload in events:
+            if seq <= subscriber.last_sent:
                 continue
-            if seq > self.last_sent + 1:
+            if seq > subscriber.last_sent + 1:
                 # The hub passes events on without gaps; this guards the invariant.
                 logger.warning(
                     "chat session channel=%s: gap after seq=%d before seq=%d, reading it back",
                     self.channel,
-                    self.last_sent,
+                    subscriber.last_sent,
                     seq,
                 )
-                await self._send_history(self.last_sent, seq - 1)
-            await self._send_text(payload)
-            self.last_sent = seq
+                await self._write_frames(frames)
+                frames = []
+                await self._send_history(subscriber.last_sent, seq - 1)
+            if subscriber.writer is None:
+                await self._send_text(payload)
+            else:
+                frames.append(encode_text_frame(payload.encode()))
+            subscriber.last_sent = seq
+        await self._write_frames(frames)
+
+    async def _write_frames(self, frames: list[bytes]) -> None:
+        """Write encoded frames in one write once the transport takes more data."""
+        writer = self.subscriber.writer
+        if not frames or writer is None:
+            return
+        await writer.wait_writable()
+        if not writer.write(b"".join(frames)):
+            raise WebSocketDisconnect(code=1006, reason="connection closed while sending events")
+        self.frames_sent += len(frames)
 
     async def _send_frame(self, frame: dict[str, Any]) -> None:
         await self._send_text(dump_frame(frame))
@@ -409,3 +454,10 @@ class ChatSession:
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The client already left, so no close frame can reach it.
             return
+
+
+def frame_writer(websocket: WebSocket) -> FrameWriter | None:
+    """Return the server's writer of encoded frames for `websocket`, when it offers one."""
+    extension = websocket.scope.get("extensions", {}).get(FRAME_WRITER_EXTENSION)
+    writer = extension.get("writer") if isinstance(extension, dict) else None
+    return writer if isinstance(writer, FrameWriter) else None

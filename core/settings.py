@@ -7,6 +7,7 @@ import enum
 import json
 import os
 import secrets
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,10 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = Path("data")
 DEFAULT_TIME_ZONE = "Europe/Paris"
-# The shortest key accepted from the data folder's key file. A generated key has 64
-# characters, so a shorter one is an empty or truncated file: a key that an attacker
-# could guess would let them sign a session cookie for any account.
-SECRET_KEY_FILE_MIN_CHARS = 32
+# The shortest secret key accepted, from SECRET_KEY or the data folder's key file. A
+# generated key has 64 characters, so a shorter file is empty or truncated. A key
+# that an attacker could guess would let them sign a session cookie for any account.
+SECRET_KEY_MIN_CHARS = 32
 DEFAULT_SMTP_PORT = 25
 DEFAULT_SMTP_FROM = "Veillée <veillee@localhost>"
 # A mentor has three days to answer a mentoring request before it passes to the next
@@ -128,25 +129,49 @@ class Settings:
         return bool(self.site_url and self.site_url.startswith("https://"))
 
 
+# Bind addresses that name no machine: a node bound to one is named after its host name.
+UNNAMED_BIND_ADDRESSES = frozenset({"127.0.0.1", "::1", "localhost", "0.0.0.0", "::", ""})  # noqa: S104
+
+
+def default_node_name(host: str, port: int) -> str:
+    """Return `<host>:<port>` for a node bound to a specific address, else
+    `<host name>:<port>`, for example "web-2:8000".
+
+    Each process of a deployment needs its own name, which stays the same when it
+    restarts: other processes reach it by that name, and it finishes the recordings
+    left under that name. A loopback or wildcard address is the same on every machine,
+    so the machine's host name takes its place.
+    """
+    if host in UNNAMED_BIND_ADDRESSES:
+        host = socket.gethostname()
+    return f"{host}:{port}"
+
+
 def load_secret_key(data_dir: Path) -> str:
     """Return SECRET_KEY from the environment, or a key kept in `data_dir`.
 
     Keeping a generated key on disk lets sessions survive a restart and lets
-    processes sharing the folder share the key. Raise ValueError when the file contains
-    fewer than SECRET_KEY_FILE_MIN_CHARS characters.
+    processes sharing the folder share the key. Raise ValueError when the variable or
+    the file contains fewer than SECRET_KEY_MIN_CHARS characters.
     """
     from_env = os.environ.get("SECRET_KEY")
     if from_env:
+        if len(from_env) < SECRET_KEY_MIN_CHARS:
+            raise ValueError(
+                f"SECRET_KEY has {len(from_env)} characters, fewer than "
+                f"{SECRET_KEY_MIN_CHARS}: set a random key, such as the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
         return from_env
     data_dir.mkdir(parents=True, exist_ok=True)
     key_file = data_dir / "secret_key"
     if not key_file.exists():
         _create_key_file(key_file)
     key = key_file.read_text().strip()
-    if len(key) < SECRET_KEY_FILE_MIN_CHARS:
+    if len(key) < SECRET_KEY_MIN_CHARS:
         raise ValueError(
             f"{key_file} contains a key of {len(key)} characters, fewer than "
-            f"{SECRET_KEY_FILE_MIN_CHARS}: delete it to generate a new key, which logs "
+            f"{SECRET_KEY_MIN_CHARS}: delete it to generate a new key, which logs "
             "everyone out"
         )
     return key

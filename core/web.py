@@ -22,8 +22,14 @@ from core.timezones import TIME_ZONES, format_local
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 SESSION_USER_KEY = "user_id"
+# The account's `session_version` when the session started (see `current_user`).
+SESSION_VERSION_KEY = "session_version"
 SESSION_CSRF_KEY = "csrf"
 CSRF_FIELD = "csrf_token"
+
+
+# Largest value of the 32-bit INTEGER primary keys on PostgreSQL.
+ID_MAX = 2**31 - 1
 
 
 class IdConvertor(Convertor[int]):
@@ -31,13 +37,15 @@ class IdConvertor(Convertor[int]):
 
     Starlette's `int` matches any number of digits, and int() raises ValueError above
     4,300 of them, which became a 500. Here a longer number matches no route (404).
-    Ten digits cover every 32-bit id, and routes check the exact maximum.
+    A ten-digit number above ID_MAX converts to 0, which no row has, so the route's
+    lookup finds nothing instead of overflowing PostgreSQL's 32-bit integer column.
     """
 
     regex = "[0-9]{1,10}"
 
     def convert(self, value: str) -> int:
-        return int(value)
+        number = int(value)
+        return number if number <= ID_MAX else 0
 
     def to_string(self, value: int) -> str:
         return str(value)
@@ -77,7 +85,13 @@ class LoginRequired(HTTPException):
 
 
 async def current_user(connection: HTTPConnection) -> User | None:
-    """Load the logged-in user from the signed session cookie, once per connection."""
+    """Load the logged-in user from the signed session cookie, once per connection.
+
+    A session counts only while the account's `session_version` is the one stored at
+    log-in: logging out and changing the password raise it, which ends every earlier
+    session of the account, copies of its cookie included. A session from before
+    versions existed carries none and counts as version 0.
+    """
     if "user" in connection.scope.get("state", {}):
         cached: User | None = connection.state.user
         return cached
@@ -86,6 +100,9 @@ async def current_user(connection: HTTPConnection) -> User | None:
     if isinstance(user_id, int):
         async with database_of(connection).session() as session:
             user = await session.get(User, user_id)
+        version = connection.session.get(SESSION_VERSION_KEY, 0)
+        if user is not None and version != user.session_version:
+            user = None
     connection.state.user = user
     return user
 
@@ -97,16 +114,25 @@ async def require_user(connection: HTTPConnection) -> User:
     return user
 
 
+def client_address(connection: HTTPConnection) -> str:
+    """Return the client's IP address; behind a proxy on this machine, uvicorn takes it
+    from X-Forwarded-For (its --forwarded-allow-ips)."""
+    return connection.client.host if connection.client else "unknown"
+
+
 def log_in(request: Request, user: User) -> None:
     """Start a new session for `user`; the cookie changes, so a session id
     planted before log-in is worthless."""
     request.session.clear()
     request.session[SESSION_USER_KEY] = user.id
+    request.session[SESSION_VERSION_KEY] = user.session_version
     request.session[SESSION_CSRF_KEY] = secrets.token_urlsafe(32)
     request.state.user = user
 
 
 def log_out(request: Request) -> None:
+    """Forget the session in this browser; `accounts.service.end_sessions` ends it
+    everywhere else."""
     request.session.clear()
     request.state.user = None
 
@@ -120,7 +146,8 @@ def csrf_token(connection: HTTPConnection) -> str:
 
 
 def check_csrf(request: Request, form: FormData) -> None:
-    """Reject a form post whose CSRF token does not match the session's."""
+    """Reject a request whose CSRF token, from the form field or the X-CSRF-Token
+    header, does not match the session's."""
     sent = form.get(CSRF_FIELD)
     if sent is None:
         sent = request.headers.get("x-csrf-token")

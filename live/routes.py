@@ -9,14 +9,12 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from accounts.models import User
 from core.database import utc_now
+from core.routing import Access, Route
 from core.settings import DEFAULT_TIME_ZONE
-from core.timezones import to_local
 from core.web import (
-    check_csrf,
     current_user,
     database_of,
     render,
@@ -27,7 +25,7 @@ from live import calendar, service
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live, LiveState
 from live.service import LiveDetails, LiveError
-from recordings.service import latest_recording
+from recordings.service import latest_recording, recent_replays
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +38,6 @@ STATE_LABELS: dict[LiveState, str] = {
     LiveState.CANCELLED: "Annulé",
     LiveState.INTERRUPTED: "Interrompu",
 }
-# Start time offered by an empty schedule form: the usual evening slot.
-DEFAULT_START_TIME = "20:30"
 LIVE_NOT_FOUND = "Ce live n'existe pas."
 
 
@@ -50,9 +46,10 @@ def _viewer_zone(user: User | None) -> str:
 
 
 def _live_id(request: Request) -> int:
-    """Return the live id of the request's path; raise a 404 when it is above LIVE_ID_MAX."""
+    """Return the live id of the request's path; raise a 404 when it names no possible live."""
     live_id: int = request.path_params["live_id"]
-    if live_id > LIVE_ID_MAX:
+    # The id convertor turns ids past the 32-bit column into 0, which names no live.
+    if live_id < 1 or live_id > LIVE_ID_MAX:
         raise HTTPException(404, LIVE_NOT_FOUND)
     return live_id
 
@@ -85,8 +82,10 @@ async def agenda(request: Request) -> Response:
         registered = (
             await service.registered_live_ids(session, user.id, live_ids) if user else set()
         )
+        replays = await recent_replays(session)
     context = {
         "evenings": service.group_by_evening(lives, zone_name),
+        "replays": replays,
         "counts": counts,
         "registered": registered,
         "viewer_zone": zone_name,
@@ -130,20 +129,18 @@ def _form_context(values: dict[str, str], live: Live | None = None) -> dict[str,
 async def new_live(request: Request) -> Response:
     user = await require_user(request)
     if request.method == "GET":
-        # Today in the host's zone, as a starting point for the date picker.
-        today = to_local(utc_now(), user.time_zone).date()
+        start_day, start_time = service.default_start(user.time_zone)
         values = {
             "title": "",
             "description": "",
-            "start_day": today.isoformat(),
-            "start_time": DEFAULT_START_TIME,
+            "start_day": start_day.isoformat(),
+            "start_time": start_time.strftime("%H:%M"),
             "time_zone": user.time_zone,
             "duration_minutes": str(service.DEFAULT_DURATION_MINUTES),
         }
         return await render(request, "live/new.html", _form_context(values))
 
     form = await request.form()
-    check_csrf(request, form)
     values = _form_values(form)
     try:
         details = service.parse_details(**values)
@@ -179,7 +176,6 @@ async def edit_live(request: Request) -> Response:
         )
 
     form = await request.form()
-    check_csrf(request, form)
     values = _form_values(form)
     try:
         details = service.parse_details(**values)
@@ -232,13 +228,10 @@ async def live_page(request: Request) -> Response:
 
 
 async def _user_for_action(request: Request) -> tuple[User | None, int]:
-    """Return the logged-in user (None when logged out) and the live id, after checking
-    the CSRF token of a logged-in person's form."""
+    """Return the logged-in user (None when logged out) and the live id. The route
+    checked the CSRF token of a logged-in person's form (core.routing.Route)."""
     live_id = _live_id(request)
-    user = await current_user(request)
-    if user is not None:
-        check_csrf(request, await request.form())
-    return user, live_id
+    return await current_user(request), live_id
 
 
 def _log_in_first(live_id: int) -> Response:
@@ -265,6 +258,8 @@ async def unregister(request: Request) -> Response:
     if user is None:
         return _log_in_first(live_id)
     async with database_of(request).session() as session:
+        if await service.get_live(session, live_id) is None:
+            raise HTTPException(404, LIVE_NOT_FOUND)
         await service.unregister(session, live_id, user.id)
     return RedirectResponse(f"/lives/{live_id}", status_code=303)
 
@@ -309,7 +304,6 @@ async def my_agenda(request: Request) -> Response:
 
 async def revoke_calendar(request: Request) -> Response:
     user = await require_user(request)
-    check_csrf(request, await request.form())
     async with database_of(request).session() as session:
         await calendar.revoke_feed_token(session, user.id)
     return RedirectResponse("/my-agenda?lien=nouveau", status_code=303)
@@ -344,14 +338,45 @@ async def calendar_feed(request: Request) -> Response:
 
 
 routes = [
-    Route("/", agenda, name="agenda"),
-    Route("/lives/new", new_live, methods=["GET", "POST"], name="new_live"),
-    Route("/lives/{live_id:id}", live_page, name="live"),
-    Route("/lives/{live_id:id}/edit", edit_live, methods=["GET", "POST"], name="edit_live"),
-    Route("/lives/{live_id:id}/register", register, methods=["POST"], name="register"),
-    Route("/lives/{live_id:id}/unregister", unregister, methods=["POST"], name="unregister"),
-    Route("/lives/{live_id:id}/cancel", cancel, methods=["POST"], name="cancel_live"),
-    Route("/my-agenda", my_agenda, name="my_agenda"),
-    Route("/calendar/revoke", revoke_calendar, methods=["POST"], name="revoke_calendar"),
-    Route("/calendar/{token}.ics", calendar_feed, name="calendar_feed"),
+    Route("/", agenda, access=Access.PUBLIC, name="agenda"),
+    Route("/lives/new", new_live, access=Access.MEMBER, methods=["GET", "POST"], name="new_live"),
+    # The live page is public; its stage (video and chat) shows only to participants.
+    Route("/lives/{live_id:id}", live_page, access=Access.PUBLIC, name="live"),
+    Route(
+        "/lives/{live_id:id}/edit",
+        edit_live,
+        access=Access.LIVE_HOST,
+        methods=["GET", "POST"],
+        name="edit_live",
+    ),
+    Route(
+        "/lives/{live_id:id}/register",
+        register,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="register",
+    ),
+    Route(
+        "/lives/{live_id:id}/unregister",
+        unregister,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="unregister",
+    ),
+    Route(
+        "/lives/{live_id:id}/cancel",
+        cancel,
+        access=Access.LIVE_HOST,
+        methods=["POST"],
+        name="cancel_live",
+    ),
+    Route("/my-agenda", my_agenda, access=Access.MEMBER, name="my_agenda"),
+    Route(
+        "/calendar/revoke",
+        revoke_calendar,
+        access=Access.MEMBER,
+        methods=["POST"],
+        name="revoke_calendar",
+    ),
+    Route("/calendar/{token}.ics", calendar_feed, access=Access.TOKEN, name="calendar_feed"),
 ]

@@ -30,6 +30,8 @@ DESCRIPTION_MAX_CHARS = 5000
 DURATION_MIN_MINUTES = 5
 DURATION_MAX_MINUTES = 240
 DEFAULT_DURATION_MINUTES = 60
+# The start an empty schedule form offers: the usual evening slot, in the host's zone.
+DEFAULT_START_TIME = time(20, 30)
 # A start more than about a year ahead is almost always a mistyped year.
 SCHEDULE_HORIZON_DAYS = 400
 # The agenda page lists at most this many coming lives. A busy week contains a few dozen.
@@ -128,6 +130,16 @@ def parse_details(
         time_zone=time_zone,
         duration_minutes=duration,
     )
+
+
+def default_start(zone_name: str, *, now: datetime | None = None) -> tuple[date, time]:
+    """Return the day and wall-clock time an empty schedule form offers in `zone_name`:
+    today at DEFAULT_START_TIME while that is still ahead, otherwise tomorrow."""
+    now = now or utc_now()
+    today = to_local(now, zone_name).date()
+    if local_to_utc(today, DEFAULT_START_TIME, zone_name) > now:
+        return today, DEFAULT_START_TIME
+    return today + timedelta(days=1), DEFAULT_START_TIME
 
 
 def details_of(live: Live) -> LiveDetails:

@@ -22,9 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import Database
+from core.mail import Mailer
 from core.settings import DEFAULT_DATA_DIR, Settings
 from mentoring import profiles
-from mentoring.mail import EmailOutbox, Mailer, add_smtp_arguments, smtp_settings_from
+from mentoring.mail import EmailOutbox, add_smtp_arguments, smtp_settings_from
 from mentoring.matching import assign_batch
 from mentoring.models import (
     BatchRun,

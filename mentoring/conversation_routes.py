@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from chat.models import SEQ_MAX
-from core.web import check_csrf, database_of, render, require_user
+from core.routing import Access, Route
+from core.web import database_of, render, require_user
 from mentoring import conversations, notifications
 from mentoring.errors import ErrorKind, MentoringError
 from mentoring.service import MentoringService
@@ -48,8 +48,6 @@ async def conversation_page(request: Request) -> Response:
 
 async def conversation_end(request: Request) -> Response:
     user = await require_user(request)
-    form = await request.form()
-    check_csrf(request, form)
     conversation_id: str = request.path_params["conversation_id"]
     try:
         await _service(request).end_mentorship(user.id, conversation_id)
@@ -89,7 +87,6 @@ async def summary_json(request: Request) -> Response:
 async def conversation_read(request: Request) -> Response:
     """Mark the conversation as read up to `{"seq": N}`; 204 on success."""
     user = await require_user(request)
-    check_csrf(request, FormData())
     body = await request.body()
     if len(body) > READ_BODY_MAX_BYTES:
         raise HTTPException(413)
@@ -110,13 +107,29 @@ async def conversation_read(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/mentoring/conversations/{conversation_id}", conversation_page, methods=["GET"]),
-    Route("/mentoring/conversations/{conversation_id}/end", conversation_end, methods=["POST"]),
-    Route("/api/mentoring/conversations", conversations_json, methods=["GET"]),
-    Route("/api/mentoring/summary", summary_json, methods=["GET"]),
+    Route(
+        "/mentoring/conversations/{conversation_id}",
+        conversation_page,
+        access=Access.CONVERSATION_MEMBER,
+        methods=["GET"],
+    ),
+    Route(
+        "/mentoring/conversations/{conversation_id}/end",
+        conversation_end,
+        access=Access.CONVERSATION_MEMBER,
+        methods=["POST"],
+    ),
+    Route(
+        "/api/mentoring/conversations",
+        conversations_json,
+        access=Access.MEMBER,
+        methods=["GET"],
+    ),
+    Route("/api/mentoring/summary", summary_json, access=Access.MEMBER, methods=["GET"]),
     Route(
         "/api/mentoring/conversations/{conversation_id}/read",
         conversation_read,
+        access=Access.CONVERSATION_MEMBER,
         methods=["POST"],
     ),
 ]

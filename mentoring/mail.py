@@ -1,5 +1,6 @@
-"""Notification e-mails: the SMTP client, its command-line options, and the outbox that
-sends each stored notification once, from whichever process claims it first.
+"""Notification e-mails: the SMTP command-line options, and the outbox that sends each
+stored notification once, from whichever process claims it first, through
+core.mail.Mailer.
 
 Without an SMTP host nothing is sent: each e-mail is logged as skipped, so that a
 development machine never reaches an outside server.
@@ -8,83 +9,28 @@ development machine never reaches an outside server.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import smtplib
-import ssl
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import make_msgid
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
 
 from accounts.models import User
 from core.database import Database, utc_now
+from core.mail import Mailer, MailError
 from core.settings import DEFAULT_SMTP_FROM, DEFAULT_SMTP_PORT, SmtpSettings
 from mentoring.models import EmailState, Notification
 
 logger = logging.getLogger(__name__)
 
-# One SMTP conversation (connect, STARTTLS, log-in, send) fails after this long.
-SMTP_TIMEOUT_SECS = 30.0
 # A notification's e-mail is tried this many times, one sweep interval apart, before
 # it is marked failed: five minutes of retries ride out an SMTP server's restart.
 EMAIL_ATTEMPTS_MAX = 5
 # A `sending` claim older than this belonged to a process that died while sending.
 # The next sweep takes it over, at the risk of sending that one e-mail twice.
 STALE_CLAIM_SECS = 600.0
-
-
-class MailError(Exception):
-    """Sending one e-mail failed; `reason` names the SMTP or network error."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Mailer:
-    """Sends plain-text French e-mails through the configured SMTP server."""
-
-    def __init__(self, smtp: SmtpSettings) -> None:
-        self.smtp = smtp
-
-    @property
-    def configured(self) -> bool:
-        return self.smtp.host is not None
-
-    def build(self, to_address: str, subject: str, body: str) -> EmailMessage:
-        message = EmailMessage()
-        message["From"] = self.smtp.sender
-        message["To"] = to_address
-        message["Subject"] = subject
-        message["Message-ID"] = make_msgid(domain="veillee.invalid")
-        message.set_content(body)
-        # after set_content, which drops the Content-* headers set before it
-        message["Content-Language"] = "fr"
-        return message
-
-    async def send(self, message: EmailMessage) -> None:
-        """Send `message`; raise MailError when the SMTP server cannot be reached or
-        refuses it. smtplib blocks, so it runs in a worker thread."""
-        try:
-            await asyncio.to_thread(self._send_blocking, message)
-        except (smtplib.SMTPException, OSError) as error:
-            raise MailError(f"{type(error).__name__}: {error}") from error
-
-    def _send_blocking(self, message: EmailMessage) -> None:
-        host = self.smtp.host
-        if host is None:
-            raise RuntimeError("Mailer.send called without an SMTP host; check `configured`")
-        with smtplib.SMTP(host, self.smtp.port, timeout=SMTP_TIMEOUT_SECS) as client:
-            if self.smtp.starttls:
-                client.starttls(context=ssl.create_default_context())
-            if self.smtp.username:
-                client.login(self.smtp.username, self.smtp.password or "")
-            client.send_message(message)
 
 
 class EmailOutbox:

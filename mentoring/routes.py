@@ -13,11 +13,12 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 import mentoring.conversation_routes
 from accounts.models import Role, User
-from core.web import check_csrf, database_of, render, require_user
+from core.routing import Access, Route
+from core.web import ID_MAX, database_of, render, require_user
 from mentoring import conversations, notifications, queries
 from mentoring.batch import run_batch
 from mentoring.catalog import ACADEMIES, DISCIPLINES, LEVELS
@@ -159,7 +160,6 @@ async def offer_page(request: Request) -> Response:
         return await _page(request, "mentoring/offer.html", _offer_context(values, offer))
 
     form = await request.form()
-    check_csrf(request, form)
     values = _offer_values(form)
     try:
         details = parse_offer_form(**values)
@@ -174,7 +174,6 @@ async def offer_page(request: Request) -> Response:
 async def offer_status(request: Request) -> Response:
     user = await require_user(request)
     form = await request.form()
-    check_csrf(request, form)
     status = OFFER_ACTIONS.get(str(form.get("action", "")))
     if status is None:
         raise HTTPException(400, "Cette action sur l'offre n'existe pas.")
@@ -208,7 +207,6 @@ async def request_submit(request: Request) -> Response:
     the chosen mentor (`action=send` with `mentor_id`, or none to wait for a batch)."""
     user = await require_user(request)
     form = await request.form()
-    check_csrf(request, form)
     values = _need_values(form)
     service = mentoring_of(request)
     try:
@@ -242,7 +240,8 @@ def _mentor_id(form: FormData) -> int | None:
     raw = str(form.get("mentor_id", "")).strip()
     if raw == "":
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+    # Ids are 32-bit database keys: a longer number names nobody.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > ID_MAX:
         raise MentoringError("mentor_invalid", "Choisissez un mentor dans la liste proposée.")
     return int(raw)
 
@@ -261,8 +260,6 @@ async def request_page(request: Request) -> Response:
 
 async def request_cancel(request: Request) -> Response:
     user = await require_user(request)
-    form = await request.form()
-    check_csrf(request, form)
     request_id: int = request.path_params["request_id"]
     try:
         await mentoring_of(request).cancel_request(user.id, request_id)
@@ -294,8 +291,6 @@ async def inbox(request: Request) -> Response:
 
 async def request_answer(request: Request) -> Response:
     user = await require_user(request)
-    form = await request.form()
-    check_csrf(request, form)
     request_id: int = request.path_params["request_id"]
     accept = request.url.path.endswith("/accept")
     try:
@@ -341,7 +336,6 @@ async def batch_page(request: Request) -> Response:
         return await _page(request, "mentoring/batch.html", {"waiting": waiting, "report": None})
 
     form = await request.form()
-    check_csrf(request, form)
     dry_run = form.get("dry_run") is not None
     report = await run_batch(mentoring_of(request), dry_run=dry_run, started_by_id=user.id)
     async with database_of(request).session() as session:
@@ -350,17 +344,49 @@ async def batch_page(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
-    Route("/mentoring", dashboard, methods=["GET"], name="mentoring"),
-    Route("/mentoring/offer", offer_page, methods=["GET", "POST"], name="mentoring_offer"),
-    Route("/mentoring/offer/status", offer_status, methods=["POST"]),
-    Route("/mentoring/request", request_form, methods=["GET"], name="mentoring_request"),
-    Route("/mentoring/request", request_submit, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:int}", request_page, methods=["GET"]),
-    Route("/mentoring/requests/{request_id:int}/cancel", request_cancel, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:int}/accept", request_answer, methods=["POST"]),
-    Route("/mentoring/requests/{request_id:int}/decline", request_answer, methods=["POST"]),
-    Route("/mentoring/inbox", inbox, methods=["GET"], name="mentoring_inbox"),
-    Route("/mentoring/notifications", notifications_page, methods=["GET"]),
-    Route("/mentoring/operator/batch", batch_page, methods=["GET", "POST"]),
+    Route("/mentoring", dashboard, access=Access.MEMBER, methods=["GET"], name="mentoring"),
+    Route(
+        "/mentoring/offer",
+        offer_page,
+        access=Access.MEMBER,
+        methods=["GET", "POST"],
+        name="mentoring_offer",
+    ),
+    Route("/mentoring/offer/status", offer_status, access=Access.MEMBER, methods=["POST"]),
+    Route(
+        "/mentoring/request",
+        request_form,
+        access=Access.MEMBER,
+        methods=["GET"],
+        name="mentoring_request",
+    ),
+    Route("/mentoring/request", request_submit, access=Access.MEMBER, methods=["POST"]),
+    Route(
+        "/mentoring/requests/{request_id:id}",
+        request_page,
+        access=Access.REQUEST_MENTEE,
+        methods=["GET"],
+    ),
+    Route(
+        "/mentoring/requests/{request_id:id}/cancel",
+        request_cancel,
+        access=Access.REQUEST_MENTEE,
+        methods=["POST"],
+    ),
+    Route(
+        "/mentoring/requests/{request_id:id}/accept",
+        request_answer,
+        access=Access.REQUEST_MENTOR,
+        methods=["POST"],
+    ),
+    Route(
+        "/mentoring/requests/{request_id:id}/decline",
+        request_answer,
+        access=Access.REQUEST_MENTOR,
+        methods=["POST"],
+    ),
+    Route("/mentoring/inbox", inbox, access=Access.MEMBER, methods=["GET"], name="mentoring_inbox"),
+    Route("/mentoring/notifications", notifications_page, access=Access.MEMBER, methods=["GET"]),
+    Route("/mentoring/operator/batch", batch_page, access=Access.OPERATOR, methods=["GET", "POST"]),
     *mentoring.conversation_routes.routes,
 ]

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from chat.service import list_messages
+from core.routing import Access, Route
 from core.settings import Settings
 from core.web import database_of, render, require_user, settings_of
-from live.models import Live
+from live.models import Live, LiveState
 from recordings.links import (
     SIGNED_LINK_LIFETIME_SECS,
     LinkProblem,
@@ -58,7 +58,12 @@ async def replay_page(request: Request) -> Response:
     return await render(
         request,
         "recordings/replay.html",
-        {"live": live, "recording": recording, "replay_api": f"/api/lives/{live_id}/replay"},
+        {
+            "live": live,
+            "recording": recording,
+            "replay_api": f"/api/lives/{live_id}/replay",
+            "LiveState": LiveState,
+        },
     )
 
 
@@ -83,6 +88,8 @@ async def replay_data(request: Request) -> Response:
         if recording is None:
             raise HTTPException(404, NOT_RECORDED)
         body = _recording_json(settings_of(request), recording)
+        # A recording of an ended live stays in status recording until its node finishes it.
+        body["live_state"] = live.state.value
         if recording.status is RecordingStatus.READY:
             origin = _replay_origin(recording)
             body["started_at"] = _iso(origin)
@@ -225,9 +232,24 @@ def _iso(moment: datetime) -> str:
 
 
 routes = [
-    Route("/lives/{live_id:int}/replay", replay_page, name="replay"),
-    Route("/api/lives/{live_id:int}/recording", recording_status, name="recording_status"),
-    Route("/api/lives/{live_id:int}/replay", replay_data, name="replay_data"),
-    Route("/recordings/{recording_id:int}/video.mp4", video_file, name="recording_video"),
-    Route("/recordings/{recording_id:int}/poster.jpg", poster_file, name="recording_poster"),
+    Route("/lives/{live_id:id}/replay", replay_page, access=Access.MEMBER, name="replay"),
+    Route(
+        "/api/lives/{live_id:id}/recording",
+        recording_status,
+        access=Access.MEMBER,
+        name="recording_status",
+    ),
+    Route("/api/lives/{live_id:id}/replay", replay_data, access=Access.MEMBER, name="replay_data"),
+    Route(
+        "/recordings/{recording_id:id}/video.mp4",
+        video_file,
+        access=Access.SIGNED_LINK,
+        name="recording_video",
+    ),
+    Route(
+        "/recordings/{recording_id:id}/poster.jpg",
+        poster_file,
+        access=Access.SIGNED_LINK,
+        name="recording_poster",
+    ),
 ]

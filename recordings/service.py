@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from core.database import Database, utc_now
 from core.settings import Settings
@@ -46,6 +47,8 @@ POSTER_FILE_NAME = "poster.jpg"
 # A cancelled one stays in status processing, and the next start of this node finishes
 # it again from the raw file, which is only removed once the MP4 is ready.
 FINISH_SHUTDOWN_TIMEOUT_SECS = 20.0
+# The agenda's "Replays récents" section lists at most this many replays.
+RECENT_REPLAYS_LIMIT = 12
 
 EMPTY_REASON = "L'enregistrement est vide : aucune image ni aucun son n'a été reçu."
 MISSING_FILE_REASON = "Le fichier de l'enregistrement est introuvable sur le serveur."
@@ -250,6 +253,21 @@ async def latest_recording(
     if ready_only:
         query = query.where(Recording.status == RecordingStatus.READY)
     return await session.scalar(query.order_by(Recording.id.desc()).limit(1))
+
+
+async def recent_replays(session: AsyncSession, *, limit: int = RECENT_REPLAYS_LIMIT) -> list[Live]:
+    """Return up to `limit` ended lives that have a ready recording, the last to end
+    first, with their hosts loaded."""
+    ready = select(Recording.live_id).where(Recording.status == RecordingStatus.READY)
+    lives = await session.scalars(
+        select(Live)
+        .options(selectinload(Live.host))
+        .where(Live.state == LiveState.ENDED, Live.id.in_(ready))
+        # ended_at is set by every move to ended; starts_at orders rows written without it
+        .order_by(func.coalesce(Live.ended_at, Live.starts_at).desc(), Live.id.desc())
+        .limit(limit)
+    )
+    return list(lives)
 
 
 def _track(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -41,8 +41,9 @@ from av.packet import Packet
 H264_PROFILE_LEVEL_ID = "42e01f"
 H264_PACKETIZATION_MODE = "1"
 
-# Called with each RTCP packet routed to a sender, before aiortc handles it.
-RtcpListener = Callable[[AnyRtcpPacket], None]
+# Called with each RTCP packet routed to a sender, before aiortc handles it; what it
+# returns, when not None, is awaited first.
+RtcpListener = Callable[[AnyRtcpPacket], Awaitable[None] | None]
 
 
 class NoH264Error(Exception):
@@ -66,6 +67,17 @@ def h264_preferences() -> list[RTCRtpCodecCapability]:
     return [h264[0], *rtx]
 
 
+def prefer_opus(transceiver: RTCRtpTransceiver) -> None:
+    """Limit the audio `transceiver` to Opus, which the live's audio encoder produces,
+    whatever order of codecs the viewer's offer gives."""
+    opus = [
+        codec
+        for codec in RTCRtpSender.getCapabilities("audio").codecs
+        if codec.mimeType.lower() == "audio/opus"
+    ]
+    transceiver.setCodecPreferences(opus)
+
+
 def prefer_h264(transceiver: RTCRtpTransceiver) -> None:
     """Limit the video `transceiver` to H.264 constrained baseline; call it before the
     remote offer is applied, so that the answer carries nothing else."""
@@ -78,7 +90,9 @@ def listen_to_rtcp(sender: RTCRtpSender, listener: RtcpListener) -> None:
     handle: Callable[[AnyRtcpPacket], Awaitable[None]] = sender._handle_rtcp_packet
 
     async def handle_with_listener(packet: AnyRtcpPacket) -> None:
-        listener(packet)
+        work = listener(packet)
+        if work is not None:
+            await work
         await handle(packet)
 
     # NOTE: an instance attribute shadows the method for this sender only.

@@ -1,277 +1,320 @@
-"""The two media paths between a live's published tracks and its viewers and recorder.
+"""The audience of a live across server processes that share a Redis: state and
+recording frames reach the sockets of every process, and hosts hear the viewers of
+every process.
 
-`EncodeOnceFanout` (the default) encodes each video layer and the audio once per live
-and gives every viewer's sender packets to packetize. `RelayFanout` is aiortc's
-MediaRelay, where every viewer's sender encodes on its own; it stays for comparison
-(benchmarks/media_fanout.py).
+Each process subscribes, through the signaling broker, to the events channel of each
+live it has sockets of, and publishes there what it broadcasts. It also keeps the user
+ids of its viewers of each live in the Redis set `live:<id>:viewers:<node>`, whose time
+to live it renews like its node lease (signaling.nodes). A process with a host socket
+counts the union of the sets of the live nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
-from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import (
-    RTCP_PSFB_APP,
-    RTCP_PSFB_FIR,
-    RTCP_PSFB_PLI,
-    AnyRtcpPacket,
-    RtcpPsfbPacket,
-    RtcpRrPacket,
-    RtcpSrPacket,
-    unpack_remb_fci,
-)
+import redis.asyncio
 
-from core.settings import MediaPath
-from signaling.aiortc_hooks import (
-    listen_to_rtcp,
-    prefer_h264,
-    sender_ssrc,
-    use_shared_packetizer,
-)
-from signaling.broadcast import LiveBroadcast
-from signaling.encoding import (
-    OPUS_BIT_RATE,
-    OPUS_SAMPLE_RATE,
-    Quality,
-    VideoLayer,
-    plan_layers,
-)
-from signaling.feeds import EncodedVideoTrack
-from signaling.peers import ServerPeer
-from signaling.quality import QualityController, QualityThresholds
-from signaling.sdp import InvalidOfferError, OfferSummary
-from signaling.tasks import TaskSupervisor
-from signaling.tracks import PublishedTrack, RelaySubscription
+from chat.redis_broker import RedisBroker
+from signaling.audience import LocalAudience, viewers_frame
+from signaling.media import Listener
+from signaling.nodes import KEY_PREFIX, LEASE_TTL_MS, REDIS_ERRORS, RENEW_INTERVAL_SECS
+from signaling.tasks import TaskSupervisor, raise_if_cancelling, repeat
 
 logger = logging.getLogger(__name__)
 
-# Called with the exception of a fan-out task that failed.
-FailureHandler = Callable[[BaseException], None]
-
-# RTP's clock rate for video.
-VIDEO_CLOCK_RATE = 90_000
-# The layers assumed before the host's first picture gives their sizes: those of a
-# 720p camera, whose high layer needs the most bandwidth.
-ASSUMED_LAYERS = plan_layers(1280, 720)
+# Messages waiting to be published. Frames are broadcast a few times per live and
+# minute, so a full outbox means Redis stopped responding, and what does not fit is dropped.
+OUTBOX_MAX_MESSAGES = 1_000
 
 
-class ViewerMedia(Protocol):
-    """The tracks a viewer peer sends, and how it follows the viewer's link."""
-
-    tracks: list[MediaStreamTrack]
-
-    def stop(self) -> None:
-        """Stop the tracks; the peer connection is closed by its owner."""
+def events_channel(live_id: int) -> str:
+    """Return the broker channel of the live's events (KEY_PREFIX comes before it in Redis)."""
+    return f"live:{live_id}:events"
 
 
-class Fanout(Protocol):
-    """One live's media path, between its two published tracks and its consumers."""
-
-    # True when the recorder's video track yields H.264 packets, not decoded frames
-    recorder_takes_packets: bool
-
-    def start(self, tasks: TaskSupervisor, on_failure: FailureHandler) -> None:
-        """Start reading the published tracks, in tasks of `tasks`."""
-
-    async def wait_for_first_media(self) -> None:
-        """Return once the first audio or video frame of the host has arrived."""
-
-    def attach_viewer(
-        self, peer: ServerPeer, offer: OfferSummary, thresholds: QualityThresholds | None
-    ) -> ViewerMedia:
-        """Add the live's tracks to a viewer's `peer`, before it creates its answer to
-        `offer`. Raise InvalidOfferError when the offer cannot receive them."""
-
-    def recorder_tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]:
-        """Return new (video, audio) tracks for the recorder, which stops them."""
-
-    async def close(self) -> None:
-        """Release what the path holds; the tracks it handed out are stopped already."""
+def viewers_key(live_id: int, node: str) -> str:
+    return f"{KEY_PREFIX}live:{live_id}:viewers:{node}"
 
 
-def create_fanout(
-    media_path: MediaPath, live_id: int, video: PublishedTrack, audio: PublishedTrack
-) -> Fanout:
-    if media_path is MediaPath.RELAY:
-        return RelayFanout(video, audio)
-    return EncodeOnceFanout(live_id, video, audio)
+class Outbox:
+    """Publishes messages to Redis channels in the order they were put, from one task,
+    so that callers never wait and a live's frames never overtake each other."""
 
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.redis = client
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue(OUTBOX_MAX_MESSAGES)
+        self.dropped = 0
 
-class RelayViewer:
-    def __init__(self, tracks: list[MediaStreamTrack]) -> None:
-        self.tracks = tracks
-
-    def stop(self) -> None:
-        for track in self.tracks:
-            track.stop()
-
-
-class RelayFanout:
-    """aiortc's MediaRelay: each consumer gets a copy of every decoded frame, and each
-    viewer's sender encodes it (VP8 or H.264, as negotiated)."""
-
-    recorder_takes_packets = False
-
-    def __init__(self, video: PublishedTrack, audio: PublishedTrack) -> None:
-        self.relay = MediaRelay()
-        self.video = video
-        self.audio = audio
-
-    def start(self, tasks: TaskSupervisor, on_failure: FailureHandler) -> None:
-        pass
-
-    async def wait_for_first_media(self) -> None:
-        # Two probes start the relay's reading of both tracks, which drains the host
-        # peer's receive queues from now on. The first frame of either means media.
-        probes = [self.relay.subscribe(track, buffered=False) for track in (self.video, self.audio)]
-        waits = [asyncio.ensure_future(probe.recv()) for probe in probes]
+    def put(self, channel: str, payload: str) -> None:
+        """Queue `payload` for the broker channel `channel`."""
         try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-            for probe in probes:
-                probe.stop()
-            await asyncio.gather(*waits, return_exceptions=True)
+            self._queue.put_nowait((KEY_PREFIX + channel, payload))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                logger.warning("outbox full: %d messages dropped so far", self.dropped)
 
-    def attach_viewer(
-        self, peer: ServerPeer, offer: OfferSummary, thresholds: QualityThresholds | None
-    ) -> RelayViewer:
-        tracks: list[MediaStreamTrack] = [
-            RelaySubscription(self.relay.subscribe(self.audio, buffered=False)),
-            RelaySubscription(self.relay.subscribe(self.video, buffered=False)),
-        ]
-        for track in tracks:
-            peer.add_track(track)
-        return RelayViewer(tracks)
+    async def flush(self, timeout_secs: float) -> None:
+        """Wait until every queued message is published, or `timeout_secs` passed."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_secs)
+        except TimeoutError:
+            logger.warning(
+                "outbox: %d messages not published within %.1f s",
+                self._queue.qsize(),
+                timeout_secs,
+            )
 
-    def recorder_tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]:
-        # unbuffered: a recorder that falls behind skips frames instead of growing a queue
-        return (
-            RelaySubscription(self.relay.subscribe(self.video, buffered=False)),
-            RelaySubscription(self.relay.subscribe(self.audio, buffered=False)),
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            raise_if_cancelling()
+            channel, payload = await self._queue.get()
+            try:
+                await self.redis.publish(channel, payload)
+            except REDIS_ERRORS as error:
+                failures += 1
+                if failures == 1 or failures % 100 == 0:
+                    logger.warning(
+                        "outbox: publish to %s failed (%s), %d messages lost so far",
+                        channel,
+                        error,
+                        failures,
+                    )
+            else:
+                if failures:
+                    logger.info("outbox: publishing works again after %d failures", failures)
+                failures = 0
+            finally:
+                self._queue.task_done()
+
+
+@dataclass
+class ViewerSync:
+    """The pending Redis work for the viewers of one live on this process."""
+
+    # this process's viewer set changed and must be written
+    write: bool = False
+    # the count must be read again for this process's host sockets
+    recount: bool = False
+    # host sockets that joined and have not been sent the count yet
+    new_hosts: list[Listener] = field(default_factory=list)
+    # nodes that announced viewers of the live, counted before the node check finds them
+    heard_from: set[str] = field(default_factory=set)
+    last_count: int | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class ClusterAudience(LocalAudience):
+    """The sockets of this process, and the link to those of the other processes."""
+
+    def __init__(
+        self,
+        node: str,
+        client: redis.asyncio.Redis,
+        broker: RedisBroker,
+        alive_nodes: Callable[[], Iterable[str]],
+    ) -> None:
+        super().__init__()
+        self.node = node
+        self.redis = client
+        self.broker = broker
+        self.outbox = Outbox(client)
+        self._alive_nodes = alive_nodes
+        # maps live id to the number of local sockets that follow its events channel
+        self._followers: dict[int, int] = {}
+        self._follow_lock = asyncio.Lock()
+        # maps live id to its pending viewer work
+        self._syncs: dict[int, ViewerSync] = {}
+        # lives whose viewer set this process wrote and has not deleted
+        self._written: set[int] = set()
+        self.tasks = TaskSupervisor(f"ClusterAudience({node})")
+
+    def start(self) -> None:
+        self.tasks.spawn(self.outbox.run(), "outbox")
+        self.tasks.spawn(
+            repeat(
+                self._renew_viewer_sets,
+                RENEW_INTERVAL_SECS,
+                f"ClusterAudience({self.node}) viewer renewal",
+                REDIS_ERRORS,
+            ),
+            "viewer renewal",
         )
 
     async def close(self) -> None:
-        pass
+        """Stop the tasks and delete this process's viewer sets."""
+        await self.tasks.close()
+        for live_id in sorted(self._written):
+            try:
+                await self.redis.delete(viewers_key(live_id, self.node))
+                await self.redis.publish(
+                    KEY_PREFIX + events_channel(live_id), self._message("viewers")
+                )
+            except REDIS_ERRORS as error:
+                logger.warning("live %s: viewer set not deleted, it expires: %s", live_id, error)
+                break
 
+    # sockets
 
-class ViewerFeedback:
-    """Turns the RTCP that one viewer's receiver sends about its video into keyframe
-    requests to the shared encoder and moves between layers."""
+    async def join(self, live_id: int, listener: Listener) -> None:
+        await self._follow(live_id)
+        await super().join(live_id, listener)
 
-    def __init__(self, track: EncodedVideoTrack, controller: QualityController, ssrc: int) -> None:
-        self.track = track
-        self.controller = controller
-        self.ssrc = ssrc
-        self.loss_reports = 0
-        self.receiver_reports = 0
-        self.bandwidth_estimates = 0
+    async def leave(self, live_id: int, listener: Listener) -> None:
+        await super().leave(live_id, listener)
+        await self._unfollow(live_id)
 
-    def __call__(self, packet: AnyRtcpPacket) -> None:
-        now = time.monotonic()
-        move: Quality | None = None
-        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            self.loss_reports += 1
-            self.track.request_keyframe()
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            move = self._bandwidth_estimate(now, packet)
-        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc == self.ssrc:
-                    self.receiver_reports += 1
-                    move = self.controller.receiver_report(now, report.fraction_lost, report.jitter)
-        if move is not None:
-            self.track.switch(move)
+    async def _follow(self, live_id: int) -> None:
+        async with self._follow_lock:
+            followers = self._followers.get(live_id, 0)
+            self._followers[live_id] = followers + 1
+            if followers == 0:
+                await self.broker.subscribe(events_channel(live_id))
 
-    def _bandwidth_estimate(self, now: float, packet: RtcpPsfbPacket) -> Quality | None:
-        try:
-            bit_rate, ssrcs = unpack_remb_fci(packet.fci)
-        except ValueError:
-            return None
-        feed = self.track.feed
-        if self.ssrc not in ssrcs or feed is None:
-            return None
-        self.bandwidth_estimates += 1
-        return self.controller.bandwidth_estimate(now, bit_rate, feed.meter.bit_rate(now))
-
-
-class EncodeOnceViewer:
-    def __init__(self, tracks: list[MediaStreamTrack], feedback: ViewerFeedback) -> None:
-        self.tracks = tracks
-        self.feedback = feedback
+    async def _unfollow(self, live_id: int) -> None:
+        async with self._follow_lock:
+            followers = self._followers.get(live_id, 0) - 1
+            if followers > 0:
+                self._followers[live_id] = followers
+                return
+            self._followers.pop(live_id, None)
+            await self.broker.unsubscribe(events_channel(live_id))
 
     @property
-    def video(self) -> EncodedVideoTrack:
-        return self.feedback.track
+    def followed_lives(self) -> list[int]:
+        return sorted(self._followers)
 
-    def stop(self) -> None:
-        for track in self.tracks:
-            track.stop()
+    # frames
 
+    def broadcast(self, live_id: int, frame: dict[str, Any]) -> None:
+        self.deliver(live_id, frame)
+        self.outbox.put(events_channel(live_id), self._message("frame", frame=frame))
 
-def start_quality(offer: OfferSummary, layers: dict[Quality, VideoLayer] | None) -> Quality:
-    """Return the layer a viewer starts on: the high one, unless the bandwidth their
-    offer declares (`b=AS` or `b=TIAS` in the video section) cannot carry it."""
-    if offer.video_bandwidth_bps is None:
-        return Quality.HIGH
-    high = (layers or ASSUMED_LAYERS)[Quality.HIGH]
-    if offer.video_bandwidth_bps >= high.bit_rate + OPUS_BIT_RATE:
-        return Quality.HIGH
-    return Quality.LOW
+    def _message(self, kind: str, **fields: Any) -> str:
+        return json.dumps({"from": self.node, "kind": kind, **fields}, ensure_ascii=False)
 
+    def receive(self, live_id: int, payload: str) -> None:
+        """Handle a message of the live's events channel."""
+        try:
+            message = json.loads(payload)
+            sender, kind = message["from"], message["kind"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("live %s: dropped a malformed event message", live_id)
+            return
+        if sender == self.node:
+            return
+        if kind == "frame" and isinstance(message.get("frame"), dict):
+            self.deliver(live_id, message["frame"])
+        elif kind == "viewers":
+            sync = self._syncs.setdefault(live_id, ViewerSync())
+            sync.heard_from.add(str(sender))
+            self._schedule(live_id, recount=True)
+        else:
+            logger.warning("live %s: dropped an event message of kind %r", live_id, kind)
 
-class EncodeOnceFanout:
-    """The live's shared encoders (`LiveBroadcast`), with each viewer's video limited to
-    H.264 and followed by a quality controller."""
+    def resync(self, state_frames: dict[int, dict[str, Any]]) -> None:
+        """Catch up after the broker reconnected: events published meanwhile were lost.
 
-    recorder_takes_packets = True
+        Each followed live's sockets get its current `state` frame, this process's
+        viewer sets are written again (Redis may have restarted empty), and counts
+        are read again.
+        """
+        for live_id, frame in state_frames.items():
+            self.deliver(live_id, frame)
+        for live_id in self.followed_lives:
+            self._schedule(live_id, write=True, recount=True)
 
-    def __init__(self, live_id: int, video: PublishedTrack, audio: PublishedTrack) -> None:
-        self.broadcast = LiveBroadcast(live_id, video, audio)
+    def node_gone(self, name: str) -> None:
+        """Count again without the viewers of a node that died."""
+        for live_id, sync in self._syncs.items():
+            sync.heard_from.discard(name)
+            self._schedule(live_id, recount=True)
 
-    def start(self, tasks: TaskSupervisor, on_failure: FailureHandler) -> None:
-        self.broadcast.start(tasks, on_failure)
+    # viewers
 
-    async def wait_for_first_media(self) -> None:
-        await self.broadcast.first_media.wait()
+    def host_joined(self, live_id: int, listener: Listener) -> None:
+        sync = self._syncs.setdefault(live_id, ViewerSync())
+        sync.new_hosts.append(listener)
+        self._schedule(live_id, recount=True)
 
-    def attach_viewer(
-        self, peer: ServerPeer, offer: OfferSummary, thresholds: QualityThresholds | None
-    ) -> EncodeOnceViewer:
-        if not offer.offers_h264_baseline:
-            raise InvalidOfferError(
-                "L'offre SDP ne propose pas la vidéo H.264 que le live diffuse : "
-                "utilisez un navigateur récent."
-            )
-        quality = start_quality(offer, self.broadcast.layers)
-        audio, video = self.broadcast.viewer_tracks(quality, peer.peer_id)
-        audio_sender = peer.add_track(audio)
-        sender = peer.add_track(video)
-        prefer_h264(peer.transceiver_of(sender))
-        use_shared_packetizer(audio_sender, OPUS_SAMPLE_RATE)
-        use_shared_packetizer(sender, VIDEO_CLOCK_RATE)
+    def viewers_changed(self, live_id: int, joined: Listener | None) -> None:
+        self._schedule(live_id, write=True)
 
-        controller = QualityController(quality, time.monotonic(), thresholds, peer.peer_id)
-        feedback = ViewerFeedback(video, controller, sender_ssrc(sender))
-        listen_to_rtcp(sender, feedback)
-        logger.info(
-            "%r live=%s: starts on the %s layer (declared %s bit/s)",
-            peer,
-            peer.live_id,
-            quality.value,
-            offer.video_bandwidth_bps,
-        )
-        return EncodeOnceViewer([audio, video], feedback)
+    def _schedule(self, live_id: int, write: bool = False, recount: bool = False) -> None:
+        if self.tasks.is_closed:
+            # closing: `close` deletes this process's viewer sets
+            return
+        sync = self._syncs.setdefault(live_id, ViewerSync())
+        sync.write = sync.write or write
+        sync.recount = sync.recount or recount
+        if sync.task is None or sync.task.done():
+            sync.task = self.tasks.spawn(self._sync_viewers(live_id, sync), f"viewers {live_id}")
 
-    def recorder_tracks(self) -> tuple[MediaStreamTrack, MediaStreamTrack]:
-        return self.broadcast.recorder_tracks()
+    async def _sync_viewers(self, live_id: int, sync: ViewerSync) -> None:
+        try:
+            while sync.write or sync.recount:
+                if sync.write:
+                    sync.write = False
+                    await self._write_viewers(live_id)
+                    self.outbox.put(events_channel(live_id), self._message("viewers"))
+                    sync.recount = True
+                if sync.recount:
+                    sync.recount = False
+                    await self._send_count(live_id, sync)
+        except REDIS_ERRORS as error:
+            # the next change, the renewal of the sets or a reconnection writes and
+            # counts again
+            logger.warning("live %s: viewers not synchronized: %s", live_id, error)
+        finally:
+            if live_id not in self.listeners and not (sync.write or sync.recount):
+                self._syncs.pop(live_id, None)
 
-    async def close(self) -> None:
-        await self.broadcast.close()
+    async def _write_viewers(self, live_id: int) -> None:
+        viewers = self.local_viewers(live_id)
+        key = viewers_key(live_id, self.node)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if viewers:
+                pipe.sadd(key, *sorted(viewers))
+                pipe.pexpire(key, LEASE_TTL_MS)
+            await pipe.execute()
+        if viewers:
+            self._written.add(live_id)
+        else:
+            self._written.discard(live_id)
+
+    async def _send_count(self, live_id: int, sync: ViewerSync) -> None:
+        if not self.has_hosts(live_id):
+            sync.new_hosts.clear()
+            sync.last_count = None
+            return
+        nodes = {*self._alive_nodes(), *sync.heard_from, self.node}
+        members = await self.redis.sunion([viewers_key(live_id, node) for node in sorted(nodes)])
+        count = len(members)
+        new_hosts, sync.new_hosts = sync.new_hosts, []
+        if count != sync.last_count:
+            self.send_to_hosts(live_id, viewers_frame(count))
+        else:
+            for listener in new_hosts:
+                listener.send(viewers_frame(count))
+        sync.last_count = count
+
+    async def _renew_viewer_sets(self) -> None:
+        lives = sorted(self._written)
+        if not lives:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for live_id in lives:
+                pipe.pexpire(viewers_key(live_id, self.node), LEASE_TTL_MS)
+            renewed = await pipe.execute()
+        for live_id, exists in zip(lives, renewed, strict=True):
+            if not exists:
+                # Redis lost the set (a restart without persistence): write it again
+                self._schedule(live_id, write=True)

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Callable
 from copy import copy as shallow_copy
 from typing import Any, Protocol
 
@@ -30,9 +31,9 @@ logger = logging.getLogger(__name__)
 # it stopped reading for a while, so the track starts again from the next keyframe
 # rather than send a second of stale picture.
 VIDEO_QUEUE_MAX_PACKETS = 30
-# Audio packets waiting in one consumer's track: 20 ms each, so half a second. Above
-# it the oldest go, because late sound is worse than a short gap.
-AUDIO_QUEUE_MAX_PACKETS = 25
+# Audio packets waiting in one consumer's track: 60 ms each (the live's Opus packets), so
+# about half a second. Above it the oldest go, because late sound is worse than a short gap.
+AUDIO_QUEUE_MAX_PACKETS = 8
 # Decoded audio frames waiting for the recorder's reader, about a second of them.
 FRAME_QUEUE_MAX_FRAMES = 50
 # A layer's bit rate is measured over this long: more than one keyframe interval, so
@@ -112,13 +113,27 @@ class PacketFeed:
 
 
 class _QueueTrack(MediaStreamTrack):
-    """A track whose `recv` returns what `_push` queued, in order."""
+    """A track whose `recv` returns what `_push` queued, in order, unless a sink takes
+    each item at once (`set_sink`)."""
 
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
         self._queue: collections.deque[Any] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: Callable[[Any], bool] | None = None
+        self._sink_failed: Callable[[BaseException], None] | None = None
+
+    def set_sink(
+        self, sink: Callable[[Any], bool], on_failure: Callable[[BaseException], None]
+    ) -> None:
+        """Hand every item to `sink` as it comes, in place of the queue `recv` reads.
+        `sink` returns False when it had to drop the item. An exception from `sink`
+        goes to `on_failure`, and the queue takes over again. Starts the track, as a
+        first `recv` would."""
+        self._sink = sink
+        self._sink_failed = on_failure
+        self._started()
 
     async def recv(self) -> Frame | Packet[Any]:
         if self.readyState != "live":
@@ -143,9 +158,19 @@ class _QueueTrack(MediaStreamTrack):
     def _started(self) -> None:
         """Called by each `recv`; subclasses subscribe to their feed on the first one."""
 
-    def _push(self, item: Frame | Packet[Any]) -> None:
+    def _push(self, item: Frame | Packet[Any]) -> bool:
+        """Queue `item`, or hand it to the sink; return False when the sink dropped it."""
+        if self._sink is not None:
+            try:
+                return self._sink(item)
+            except Exception as error:  # noqa: BLE001 - handed to the owner, which logs it
+                sink_failed, self._sink, self._sink_failed = self._sink_failed, None, None
+                if sink_failed is not None:
+                    sink_failed(error)
+                return False
         self._queue.append(item)
         self._wake()
+        return True
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -253,7 +278,11 @@ class EncodedVideoTrack(_QueueTrack):
         if packet.pts is not None:
             self._last_pts = packet.pts
         self.packets_queued += 1
-        self._push(packet)
+        if not self._push(packet):
+            # the sender's socket is full: start again from a keyframe once it drains
+            self.resyncs += 1
+            self._resyncing = True
+            feed.request_keyframe(RequestSource.CONSUMER)
 
     def _switch_at(self, feed: PacketFeed, keyframe: Packet[Any]) -> Packet[Any]:
         """Make `feed` current from `keyframe` on, unless that keyframe is older than

@@ -16,8 +16,8 @@ from pathlib import Path
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from core.routing import Access, Route
 from core.web import database_of, require_user, settings_of
 from live.access import live_role
 from live.models import Live, LiveState
@@ -142,6 +142,11 @@ def _error(status_code: int, message: str) -> Response:
 
 
 routes = [
-    Route("/api/lives/{live_id:int}/hls", hls_link, name="hls_link"),
-    Route("/hls/{live_id:int}/{expires}/{signature}/{name}", hls_file, name="hls_file"),
+    Route("/api/lives/{live_id:id}/hls", hls_link, access=Access.LIVE_PARTICIPANT, name="hls_link"),
+    Route(
+        "/hls/{live_id:id}/{expires}/{signature}/{name}",
+        hls_file,
+        access=Access.TOKEN,
+        name="hls_file",
+    ),
 ]

@@ -2,7 +2,7 @@
 peers and the recorder, and the manager that maps live ids to them (`app.state.media`).
 
 Media path: host browser -> host peer -> PublishedTrack (one per kind) -> the live's
-fan-out (signaling/fanout.py): by default one encoder per video layer and one for the
+fan-out (signaling/media_fanout.py): by default one encoder per video layer and one for the
 audio, whose packets every viewer peer and the recorder read. Browsers never connect
 to each other.
 """
@@ -14,6 +14,7 @@ import enum
 import itertools
 import logging
 import time
+import weakref
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,8 +25,8 @@ from core.settings import Settings
 from live.lifecycle import InvalidTransitionError, transition
 from live.models import Live, LiveState
 from recordings.models import RecordingStatus
-from signaling.fanout import EncodeOnceFanout, Fanout, ViewerMedia, create_fanout
 from signaling.hls import LiveHls, create_live_hls
+from signaling.media_fanout import EncodeOnceFanout, Fanout, ViewerMedia, create_fanout
 from signaling.peers import PeerRole, ServerPeer
 from signaling.protocol import ErrorCode, ProtocolError
 from signaling.quality import QualityThresholds
@@ -225,6 +226,7 @@ class LiveMediaSession:
         except InvalidOfferError:
             await viewer.close()
             raise
+        media.start()
         self.viewers[listener] = viewer
         return answer
 
@@ -418,25 +420,33 @@ class LiveMediaSession:
             self.manager.tasks.spawn(self.manager.drop_session_locked(self), f"drop {self!r}")
 
 
+class Audience(Protocol):
+    """Every open signaling socket of a live, wherever it is connected."""
+
+    def broadcast(self, live_id: int, frame: dict[str, Any]) -> None:
+        """Send `frame` to every socket of the live without waiting."""
+
+
 class MediaManager:
-    """Every live's media session on this server process, and every open signaling
-    socket, so that state changes reach all of a live's sockets."""
+    """Every live's media session on this server process; state changes go to the
+    live's sockets through `audience`."""
 
     def __init__(
         self,
         settings: Settings,
         database: Database,
         recordings: Recordings | None,
+        audience: Audience,
     ) -> None:
         self.settings = settings
         self.database = database
         self.recordings = recordings
+        self.audience = audience
         # maps live id to its media session on this process
         self.sessions: dict[int, LiveMediaSession] = {}
-        # maps live id to its open signaling sockets
-        self.listeners: dict[int, set[Listener]] = {}
-        # maps live id to the lock that orders publish, end and session changes
-        self._locks: dict[int, asyncio.Lock] = {}
+        # Maps live id to the lock that orders publish, end and session changes. A lock
+        # stays while a task holds or awaits it, and goes once no task refers to it.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self.tasks = TaskSupervisor("MediaManager")
         # limits of every new viewer's quality controller; None keeps the defaults
         self.quality_thresholds: QualityThresholds | None = None
@@ -458,33 +468,22 @@ class MediaManager:
         return f"{role}-{next(self._peer_numbers)}"
 
     def lock_of(self, live_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(live_id, asyncio.Lock())
+        lock = self._locks.get(live_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[live_id] = lock
+        return lock
 
-    # sockets
+    def broadcast(self, live_id: int, frame: dict[str, Any]) -> None:
+        self.audience.broadcast(live_id, frame)
 
-    def register(self, live_id: int, listener: Listener) -> None:
-        before = self.viewer_count(live_id)
-        self.listeners.setdefault(live_id, set()).add(listener)
-        self._viewers_changed(live_id, before)
-        if listener.role is PeerRole.HOST:
-            listener.send({"type": "viewers", "count": self.viewer_count(live_id)})
-
-    async def unregister(self, live_id: int, listener: Listener) -> None:
-        """Forget a closed socket, and close its viewer peer or its host peer."""
-        before = self.viewer_count(live_id)
-        listeners = self.listeners.get(live_id, set())
-        listeners.discard(listener)
-        if not listeners:
-            self.listeners.pop(live_id, None)
-        self._viewers_changed(live_id, before)
-
+    async def release(self, live_id: int, listener: Listener) -> None:
+        """Close the viewer peer or the host peer of a socket that closed."""
         async with self.lock_of(live_id):
             session = self.sessions.get(live_id)
             if session is not None:
                 await session.remove_viewer(listener)
                 await session.host_left(listener)
-            if live_id not in self.listeners and live_id not in self.sessions:
-                self._locks.pop(live_id, None)
 
     def webrtc_viewer_count(self) -> int:
         """Viewer peers of all lives on this process."""
@@ -493,28 +492,6 @@ class MediaManager:
     def is_full(self) -> bool:
         """Check whether this process serves as many WebRTC viewers as its settings allow."""
         return self.webrtc_viewer_count() >= self.settings.max_webrtc_viewers
-
-    def viewer_count(self, live_id: int) -> int:
-        """Distinct people with a viewer socket open on the live."""
-        return len(
-            {
-                listener.user_id
-                for listener in self.listeners.get(live_id, ())
-                if listener.role is PeerRole.VIEWER
-            }
-        )
-
-    def _viewers_changed(self, live_id: int, before: int) -> None:
-        count = self.viewer_count(live_id)
-        if count == before:
-            return
-        for listener in self.listeners.get(live_id, ()):
-            if listener.role is PeerRole.HOST:
-                listener.send({"type": "viewers", "count": count})
-
-    def broadcast(self, live_id: int, frame: dict[str, Any]) -> None:
-        for listener in list(self.listeners.get(live_id, ())):
-            listener.send(frame)
 
     # media
 
@@ -552,8 +529,6 @@ class MediaManager:
             if state in FINISHED_STATES:
                 raise ProtocolError(ErrorCode.LIVE_ENDED)
             session = self.sessions.get(live_id)
-            # TODO: reach the live's media process from other server processes; until
-            # then a viewer connected to another process than the host's gets not_live.
             if state is not LiveState.LIVE or session is None or not session.is_watchable:
                 raise ProtocolError(ErrorCode.NOT_LIVE)
             # NOTE: without an HLS stream (relay path, or its start failed) the cap is
@@ -665,6 +640,8 @@ class MediaManager:
         logger.info("MediaManager: closed")
 
 
-def create_media_manager(settings: Settings, database: Database) -> MediaManager:
+def create_media_manager(
+    settings: Settings, database: Database, audience: Audience
+) -> MediaManager:
     """Create the manager of `app.state.media`, recording through the recordings package."""
-    return MediaManager(settings, database, Recordings(database, settings))
+    return MediaManager(settings, database, Recordings(database, settings), audience)

@@ -3,6 +3,7 @@ publishing peer or a viewer's watching peer."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -91,6 +92,8 @@ class ServerPeer:
         self.live_id = live_id
         self.state = PeerState.NEW
         self.remote_tracks: list[MediaStreamTrack] = []
+        # set once the connection is up (ICE and DTLS), and stays set
+        self.connected = asyncio.Event()
         self._on_lost = on_lost
         self._lost_reported = False
         self._created_monotonic = time.monotonic()
@@ -177,6 +180,7 @@ class ServerPeer:
         if connection_state == "connected" and self.state is PeerState.CONNECTING:
             self._move(PeerState.CONNECTING, PeerState.CONNECTED)
             self._connected_monotonic = time.monotonic()
+            self.connected.set()
             logger.info(
                 "%r live=%s: %s peer connected in %.2f s",
                 self,

@@ -9,14 +9,15 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from core.routing import Access, WebSocketRoute
 from core.settings import Settings
 from core.web import current_user, database_of, settings_of
 from live.access import LiveRole, live_role
-from live.models import Live
+from live.models import LIVE_ID_MAX, Live
 from signaling.media import MediaManager
 from signaling.peers import PeerRole
 from signaling.protocol import (
@@ -30,6 +31,7 @@ from signaling.protocol import (
     error_frame,
     parse_client_frame,
 )
+from signaling.router import Router
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ logger = logging.getLogger(__name__)
 # to a healthy client, so a full queue means the client stopped reading.
 SEND_QUEUE_MAX_FRAMES = 64
 # Live ids are database integer keys; 18 digits stay inside a signed 64-bit integer.
-LIVE_ID_MAX_DIGITS = 18
 # How long a closing socket may take to write its last frames and the close frame.
 CLOSE_WRITE_TIMEOUT_SECS = 5.0
 
@@ -47,12 +48,17 @@ def media_of(websocket: WebSocket) -> MediaManager:
     return media
 
 
+def router_of(websocket: WebSocket) -> Router:
+    router: Router = websocket.app.state.signaling
+    return router
+
+
 def parse_live_id(raw: str) -> int | None:
     """Return the live id of the path segment, or None unless it is canonical digits
     (so `012` names no live instead of a second name for live 12)."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > LIVE_ID_MAX_DIGITS:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(LIVE_ID_MAX)):
         return None
-    if str(int(raw)) != raw:
+    if str(int(raw)) != raw or int(raw) > LIVE_ID_MAX:
         return None
     return int(raw)
 
@@ -77,7 +83,11 @@ def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
 
 class SignalingConnection:
     """One accepted signaling socket: the person, their role, and a bounded send queue
-    written by its own task, so that a broadcast never waits for a slow client."""
+    written by its own task, so that a broadcast never waits for a slow client.
+
+    Frames sent before `welcome` wait behind it: the socket joins the live's audience
+    before its welcome is read, so that no change falls between the two.
+    """
 
     def __init__(self, websocket: WebSocket, live_id: int, user_id: int, role: PeerRole) -> None:
         self.websocket = websocket
@@ -89,6 +99,8 @@ class SignalingConnection:
             SEND_QUEUE_MAX_FRAMES
         )
         self._closing = False
+        # frames sent before the welcome, queued after it
+        self._before_welcome: list[dict[str, Any]] | None = []
 
     def __repr__(self) -> str:
         return f"SignalingConnection(live={self.live_id} user={self.user_id} {self.role.value})"
@@ -100,11 +112,20 @@ class SignalingConnection:
     def send(self, frame: dict[str, Any]) -> None:
         if self._closing:
             return
+        if self._before_welcome is not None:
+            self._before_welcome.append(frame)
+            return
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             logger.warning("%r: send queue full with %d frames; closing", self, self._queue.qsize())
             self.close(CloseCode.TOO_SLOW)
+
+    def send_welcome(self, welcome: dict[str, Any]) -> None:
+        """Queue `welcome`, then the frames sent before it."""
+        held, self._before_welcome = self._before_welcome or [], None
+        for frame in [welcome, *held]:
+            self.send(frame)
 
     def close(self, code: CloseCode) -> None:
         """Close the socket with `code` once the frames queued before it are written,
@@ -161,7 +182,6 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
         async with database_of(websocket).session() as session:
             live = await session.get(Live, live_id)
             role = None if live is None else await live_role(session, live, user.id)
-        recording = await media_of(websocket).recording_status(live_id)
     except SQLAlchemyError:
         logger.exception("signaling live=%s user=%s: database unavailable", live_id, user.id)
         await close_at_once(websocket, CloseCode.INTERNAL_ERROR)
@@ -175,26 +195,46 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
         await close_at_once(websocket, CloseCode.NOT_ALLOWED)
         return
 
-    # welcome, then the two halves of the connection
+    # join the live's audience, then read what the welcome reports: a change committed
+    # after this read is broadcast to the socket, after its welcome
     peer_role = PeerRole.HOST if role is LiveRole.HOST else PeerRole.VIEWER
     connection = SignalingConnection(websocket, live_id, user.id, peer_role)
-    connection.send(
-        {
-            "type": "welcome",
-            "live_id": live_id,
-            "role": peer_role.value,
-            "state": live.state.value,
-            "ice_servers": list(settings.ice_servers),
-            "recording": recording,
-        }
-    )
-    media = media_of(websocket)
-    media.register(live_id, connection)
+    router = router_of(websocket)
+    await router.join(live_id, connection)
     opened = time.monotonic()
-    logger.info("%r: connected", connection)
+    try:
+        try:
+            async with database_of(websocket).session() as session:
+                state = await session.scalar(select(Live.state).where(Live.id == live_id))
+            recording = await media_of(websocket).recording_status(live_id)
+        except SQLAlchemyError:
+            logger.exception("signaling live=%s user=%s: database unavailable", live_id, user.id)
+            await close_at_once(websocket, CloseCode.INTERNAL_ERROR)
+            return
+        if state is None:
+            await close_at_once(websocket, CloseCode.NOT_FOUND)
+            return
+        connection.send_welcome(
+            {
+                "type": "welcome",
+                "live_id": live_id,
+                "role": peer_role.value,
+                "state": state.value,
+                "ice_servers": list(settings.ice_servers),
+                "recording": recording,
+            }
+        )
+        logger.info("%r: connected", connection)
+        await serve_connection(connection, router)
+    finally:
+        await router.leave(live_id, connection)
+        logger.info("%r: disconnected after %.1f s", connection, time.monotonic() - opened)
 
+
+async def serve_connection(connection: SignalingConnection, router: Router) -> None:
+    """Run the socket's writer and reader until either ends, then close it."""
     writer = asyncio.create_task(connection.write_frames(), name=f"{connection!r} writer")
-    reader = asyncio.create_task(read_frames(connection, media), name=f"{connection!r} reader")
+    reader = asyncio.create_task(read_frames(connection, router), name=f"{connection!r} reader")
     try:
         done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         if reader in done and not reader.cancelled() and reader.exception() is not None:
@@ -210,11 +250,9 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
         for result in results:
             if isinstance(result, Exception) and result is not reader.exception():
                 logger.error("%r: failed", connection, exc_info=result)
-        await media.unregister(live_id, connection)
-        logger.info("%r: disconnected after %.1f s", connection, time.monotonic() - opened)
 
 
-async def read_frames(connection: SignalingConnection, media: MediaManager) -> None:
+async def read_frames(connection: SignalingConnection, router: Router) -> None:
     """Serve the client's frames in order until it disconnects or must be closed."""
     while True:
         message = await connection.websocket.receive()
@@ -227,7 +265,7 @@ async def read_frames(connection: SignalingConnection, media: MediaManager) -> N
                 raise ProtocolError(
                     ErrorCode.INVALID_JSON, "Les messages binaires ne sont pas acceptés."
                 )
-            await handle_frame(connection, media, text)
+            await handle_frame(connection, router, text)
         except ProtocolError as error:
             connection.send(error_frame(error))
             if error.code in {ErrorCode.TRY_AGAIN, ErrorCode.LIVE_FULL}:
@@ -246,17 +284,17 @@ async def read_frames(connection: SignalingConnection, media: MediaManager) -> N
                 return
 
 
-async def handle_frame(connection: SignalingConnection, media: MediaManager, text: str) -> None:
+async def handle_frame(connection: SignalingConnection, router: Router, text: str) -> None:
     frame = parse_client_frame(text)
     try:
-        await dispatch_frame(connection, media, frame)
+        await dispatch_frame(connection, router, frame)
     except ProtocolError as error:
         error.ref = error.ref or frame.ref
         raise
 
 
 async def dispatch_frame(
-    connection: SignalingConnection, media: MediaManager, frame: ClientFrame
+    connection: SignalingConnection, router: Router, frame: ClientFrame
 ) -> None:
     live_id = connection.live_id
     if frame.type is FrameType.PING:
@@ -264,15 +302,15 @@ async def dispatch_frame(
     elif frame.type is FrameType.PUBLISH:
         if connection.role is not PeerRole.HOST:
             raise ProtocolError(ErrorCode.FORBIDDEN)
-        answer = await media.publish(live_id, connection, _offer_of(frame.sdp))
+        answer = await router.publish(live_id, connection, _offer_of(frame.sdp))
         connection.send({"type": "answer", "sdp": answer})
     elif frame.type is FrameType.WATCH:
-        answer = await media.watch(live_id, connection, _offer_of(frame.sdp))
+        answer = await router.watch(live_id, connection, _offer_of(frame.sdp))
         connection.send({"type": "answer", "sdp": answer})
     elif frame.type is FrameType.END:
         if connection.role is not PeerRole.HOST:
             raise ProtocolError(ErrorCode.FORBIDDEN)
-        await media.end(live_id)
+        await router.end(live_id, connection)
 
 
 def _offer_of(sdp: str | None) -> str:
@@ -281,4 +319,8 @@ def _offer_of(sdp: str | None) -> str:
     return sdp
 
 
-routes = [WebSocketRoute("/ws/live/{live_id}/signaling", signaling_endpoint)]
+routes = [
+    WebSocketRoute(
+        "/ws/live/{live_id}/signaling", signaling_endpoint, access=Access.LIVE_PARTICIPANT
+    )
+]

@@ -1,8 +1,9 @@
 """Debian's Chromium driven by Playwright, started so that it contacts nothing beyond
-127.0.0.1, with a fake camera and a microphone that speaks French."""
+127.0.0.1, in French, with a fake camera and a microphone that speaks French."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +16,9 @@ import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
-INSTALL_HINT = "run `bash dev.sh test`, which installs chromium, ffmpeg and espeak-ng"
+INSTALL_HINT = (
+    "run `bash dev.sh test`, which installs chromium, chromium-l10n, ffmpeg and espeak-ng"
+)
 
 # Flags for every Chromium the tests start. With them Chromium resolves no host name
 # and opens no connection beyond 127.0.0.1 (the host resolver maps every other name
@@ -32,7 +35,12 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
     "--autoplay-policy=no-user-gesture-required",
+    "--lang=fr-FR",
 ]
+# Chromium's own texts, such as form validation messages, follow LANGUAGE on Linux:
+# with Chromium 156 on Debian 12, --lang alone left them in English. Debian ships
+# the French texts in the chromium-l10n package.
+BROWSER_ENVIRONMENT = {"LANGUAGE": "fr"}
 # Chromium reads only the last --disable-features. Playwright passes its own list
 # before the caller's arguments, so this merged list goes last. Disabling
 # WebRtcHideLocalIpsWithMdns makes Chromium offer its interface address instead of
@@ -139,6 +147,7 @@ def launch_chromium(
             executable_path=str(CHROMIUM_PATH),
             headless=True,
             args=chromium_arguments(media),
+            env={**os.environ, **BROWSER_ENVIRONMENT},
             locale="fr-FR",
             timezone_id="Europe/Paris",
             viewport={"width": 1280, "height": 800},

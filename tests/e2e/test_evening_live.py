@@ -242,12 +242,36 @@ def test_evening_live_publish_watch_chat_replay(
         # the host ends the live and confirms
         host_page.once("dialog", lambda dialog: dialog.accept())
         host_page.get_by_role("button", name="Terminer le live").click()
-        ended = "Le live est terminé. Le replay sera bientôt disponible."
-        expect(host_status).to_have_text(ended, timeout=MEDIA_TIMEOUT_MS)
-        expect(viewer_status).to_have_text(ended, timeout=MEDIA_TIMEOUT_MS)
+        expect(host_page.locator("[data-live-badge]")).to_have_text("Terminé")
+        expect(viewer_page.locator("[data-live-badge]")).to_have_text("Terminé")
+
+        # without a reload, both pages show what a reloaded page would once the replay is ready
+        recording = wait_for_recording_ready(host_client, live_id)
+        for page, status in ((host_page, host_status), (viewer_page, viewer_status)):
+            expect(status).to_have_text(
+                "Le live est terminé. Le replay est prêt.", timeout=MEDIA_TIMEOUT_MS
+            )
+            expect(page.locator("[data-live-recording]")).to_have_text(
+                "Le replay est prêt. Voir le replay"
+            )
+            expect(page.locator("[data-stage-video]")).to_be_hidden()
+            end_card = page.locator("[data-stage-end-card]")
+            expect(end_card).to_be_visible()
+            expect(end_card).to_contain_text("Le live est terminé")
+            expect(end_card.get_by_role("link", name="Voir le replay")).to_have_attribute(
+                "href", f"/lives/{live_id}/replay"
+            )
+            expect(end_card.locator("[data-stage-end-poster]")).to_be_visible()
+            expect(page.locator("[data-chat-status]")).to_have_text(
+                "La discussion est close : elle n'accepte plus de messages."
+            )
+            expect(page.locator("[data-chat-form]")).to_be_hidden()
+            expect(page.locator("[data-chat-messages]")).to_contain_text(CHAT_TEXT)
+        expect(host_page.locator("[data-stage-viewers]")).to_be_hidden()
+        save_screenshot(host_page, "live-host-ended.png")
+        save_screenshot(viewer_page, "live-viewer-ended.png")
 
         # the recording becomes a replay that plays, with the message in step
-        recording = wait_for_recording_ready(host_client, live_id)
         replay_url = recording.get("replay_url") or f"/lives/{live_id}/replay"
         viewer_page.goto(f"{server.url}{replay_url}")
         expect(viewer_page.get_by_role("heading", name=LIVE_TITLE)).to_be_visible()

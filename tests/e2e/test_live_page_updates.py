@@ -1,8 +1,9 @@
-"""The host's live page in Debian's Chromium keeps up with the live without a reload:
-badge, edit and cancel controls, recording line and replay link."""
+"""The live page in Debian's Chromium keeps up with the live without a reload: badge,
+edit and cancel controls, status line, end card, recording line and replay link."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,14 +12,19 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from core.database import Database
+from live import lifecycle, service
+from live.models import LiveState
+from recordings.models import Recording, RecordingStatus
 from tests.e2e.browser import FakeMedia, launch_chromium, make_fake_media, record_console
-from tests.support.clients import Account, schedule_live, sign_up
+from tests.support.clients import Account, register_for_live, schedule_live, sign_up
 from tests.support.processes import PROJECT_DIR, ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts" / "live-page-updates"
 HOST = Account("claire.dubois@example.org", "cartes-mentales-2026", "Claire Dubois")
+ATTENDEE = Account("ines.martin@example.org", "bonsoir-a-toutes-2026", "Inès Martin")
 PAGE_TIMEOUT_MS = 15_000
 # Negotiation, ICE checks and the first frame at the server take a few seconds.
 MEDIA_TIMEOUT_MS = 45_000
@@ -38,6 +44,15 @@ def server(data_dir: Path) -> Iterator[ServerProcess]:
 @pytest.fixture
 def host_client(server: ServerProcess) -> Iterator[httpx.Client]:
     client = sign_up(server.url, HOST)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def attendee_client(server: ServerProcess) -> Iterator[httpx.Client]:
+    client = sign_up(server.url, ATTENDEE)
     try:
         yield client
     finally:
@@ -107,6 +122,122 @@ def test_host_page_follows_live(
         page.reload()
         expect(badge).to_have_text("Terminé")
         expect(recording_line).to_have_text("Le replay est prêt. Voir le replay")
+
+    errors = [line for line in console if line.startswith(("error", "pageerror"))]
+    assert errors == []
+
+
+def test_ended_page_follows_recording_frames(
+    server: ServerProcess, host_client: httpx.Client, attendee_client: httpx.Client
+) -> None:
+    """Guards against an ended live whose status line kept promising a replay that
+    failed or was never recorded. The server sends these frames when a recording
+    changes status (docs/protocol.md). Here the test passes them to the page's own
+    frame handler, because a real failure would need a broken recorder."""
+    live_id = schedule_live(host_client, "Les cartes mentales en classe de seconde")
+    assert register_for_live(attendee_client, live_id).status_code == 303
+    console: list[str] = []
+    with sync_playwright() as playwright, launch_chromium(playwright) as context:
+        context.add_cookies(
+            [
+                {"name": name, "value": value, "url": server.url}
+                for name, value in attendee_client.cookies.items()
+            ]
+        )
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        page = context.pages[0] if context.pages else context.new_page()
+        record_console(page, console)
+        page.goto(f"{server.url}/lives/{live_id}")
+
+        status = page.locator("[data-stage-status]")
+        end_card = page.locator("[data-stage-end-card]")
+        replay_link = end_card.get_by_role("link", name="Voir le replay")
+        expect(status).to_have_text("En attente du début du live…")
+        expect(page.locator("[data-chat-form]")).to_be_visible()
+        expect(end_card).to_be_hidden()
+
+        def receive(frame: dict[str, object]) -> None:
+            page.evaluate("(frame) => window.veillee.signaling.handleFrame(frame)", frame)
+
+        receive({"type": "recording", "status": "processing", "reason": None})
+        receive({"type": "state", "state": "ended"})
+        expect(status).to_have_text("Le live est terminé. Le replay est en préparation…")
+        expect(page.locator("[data-stage-video]")).to_be_hidden()
+        expect(end_card).to_be_visible()
+        expect(end_card).to_contain_text("Le live est terminé")
+        expect(replay_link).to_be_hidden()
+        expect(page.locator("[data-chat-form]")).to_be_hidden()
+        expect(page.locator("[data-chat-status]")).to_have_text(
+            "La discussion est close : elle n'accepte plus de messages."
+        )
+
+        reason = "La vidéo enregistrée est illisible."
+        receive({"type": "recording", "status": "failed", "reason": reason})
+        expect(status).to_have_text(f"Le live est terminé. L'enregistrement a échoué : {reason}")
+        expect(replay_link).to_be_hidden()
+        expect(page.locator("[data-live-recording]")).to_have_text(
+            f"L'enregistrement a échoué : {reason} Page du replay"
+        )
+
+        receive({"type": "recording", "status": None, "reason": None})
+        expect(status).to_have_text("Le live est terminé. Ce live n'a pas été enregistré.")
+
+        receive({"type": "recording", "status": "ready", "reason": None})
+        expect(status).to_have_text("Le live est terminé. Le replay est prêt.")
+        expect(replay_link).to_be_visible()
+        expect(replay_link).to_have_attribute("href", f"/lives/{live_id}/replay")
+        save_screenshot(page, "attendee-ended.png")
+
+    errors = [line for line in console if line.startswith(("error", "pageerror"))]
+    assert errors == []
+
+
+async def end_with_unfinished_recording(data_dir: Path, live_id: int) -> None:
+    """End the live with a recording still in status recording, as between the end
+    and the moment the recorder's node starts finishing it."""
+    database = Database(f"sqlite+aiosqlite:///{data_dir / 'veillee.sqlite3'}")
+    try:
+        async with database.session() as session:
+            live = await service.get_live(session, live_id)
+            assert live is not None
+            await lifecycle.transition(session, live, LiveState.LIVE)
+            await lifecycle.transition(session, live, LiveState.ENDED)
+            session.add(
+                Recording(live_id=live_id, status=RecordingStatus.RECORDING, node_name="test")
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
+def test_replay_page_of_finishing_recording(
+    server: ServerProcess, host_client: httpx.Client, attendee_client: httpx.Client
+) -> None:
+    """Guards against replay.js replacing the server's "en préparation" with "Le live
+    est en cours" for an ended live whose recording is not yet being finished."""
+    live_id = schedule_live(host_client, "Les cartes mentales en classe de seconde")
+    asyncio.run(end_with_unfinished_recording(server.data_dir, live_id))
+    console: list[str] = []
+    with sync_playwright() as playwright, launch_chromium(playwright) as context:
+        context.add_cookies(
+            [
+                {"name": name, "value": value, "url": server.url}
+                for name, value in attendee_client.cookies.items()
+            ]
+        )
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        page = context.pages[0] if context.pages else context.new_page()
+        record_console(page, console)
+        with page.expect_response(f"**/api/lives/{live_id}/replay"):
+            page.goto(f"{server.url}/lives/{live_id}/replay")
+
+        expect(page.locator("[data-replay-chat-status]")).to_have_text(
+            "La discussion s'affichera avec la vidéo."
+        )
+        expect(page.locator("[data-replay-status]")).to_have_text(
+            "Le replay est en préparation. Cette page l'affichera dès qu'il sera prêt."
+        )
+        expect(page.locator("[data-replay-video]")).to_be_hidden()
 
     errors = [line for line in console if line.startswith(("error", "pageerror"))]
     assert errors == []

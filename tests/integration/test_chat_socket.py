@@ -75,14 +75,7 @@ async def site(data_dir: Path) -> AsyncIterator[Site]:
     port = free_port()
     settings = Settings(port=port, data_dir=data_dir, secret_key="test-secret", node_name="test")
     app = server.create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ws_max_size=64 * 1024,
-        lifespan="on",
-        log_level="warning",
-    )
+    config = server.uvicorn_config(app, "127.0.0.1", port, "warning")
     uvicorn_server = uvicorn.Server(config)
     serving = asyncio.create_task(uvicorn_server.serve())
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECS

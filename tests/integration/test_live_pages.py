@@ -7,7 +7,8 @@ import html
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from core.timezones import to_local
 from live import lifecycle, service
 from live.models import Live, LiveState
 from live.service import LiveDetails
+from recordings.models import Recording, RecordingStatus
 from tests.support.clients import Account, csrf_from, sign_up
 from tests.support.processes import ServerProcess
 
@@ -151,6 +153,17 @@ async def move_live(database: Database, live_id: int, *states: LiveState) -> Non
             await lifecycle.transition(session, live, state)
 
 
+async def add_recording(
+    database: Database, live_id: int, status: RecordingStatus, reason: str | None = None
+) -> None:
+    """Store a recording of the live in `status`, as the recorder's node would."""
+    async with database.session() as session:
+        session.add(
+            Recording(live_id=live_id, status=status, failure_reason=reason, node_name="test")
+        )
+        await session.commit()
+
+
 # scheduling
 
 
@@ -182,6 +195,32 @@ async def starts_at_of(database: Database, live_id: int) -> datetime:
         live = await service.get_live(session, live_id)
     assert live is not None
     return live.starts_at
+
+
+async def test_schedule_form_prefills_coming_evening(signed_up: SignUp, database: Database) -> None:
+    """At 23:28 the form used to offer today at 20:30, which the server then rejected
+    as already past. Whatever the time, the prefilled start is accepted as it is."""
+    for zone_name in ("Europe/Paris", "Pacific/Noumea", "America/Cayenne"):
+        host = signed_up(new_account("Claire"), zone_name)
+        form_page = host.get("/lives/new")
+        day = re.search(r'name="start_day" required value="([^"]+)"', form_page.text)
+        start_time = re.search(r'name="start_time" required value="([^"]+)"', form_page.text)
+        assert day is not None
+        assert start_time is not None
+        assert start_time.group(1) == "20:30"
+        today = to_local(datetime.now(UTC), zone_name).date()
+        assert date.fromisoformat(day.group(1)) in (today, today + timedelta(days=1))
+
+        title = unique_title("Prérempli")
+        form = {
+            **tomorrow_evening_form(title),
+            "start_day": day.group(1),
+            "start_time": start_time.group(1),
+            "time_zone": zone_name,
+        }
+        response = host.post("/lives/new", data={"csrf_token": csrf_from(form_page.text), **form})
+        assert response.status_code == 303, page_text(response)[:2000]
+        assert await count_lives_titled(database, title) == 1
 
 
 async def test_schedule_form_shows_french_error(signed_up: SignUp, database: Database) -> None:
@@ -391,6 +430,81 @@ async def test_cancel_rejected_after_start(signed_up: SignUp, database: Database
     assert "Ce live a déjà commencé" in page_text(response)
 
 
+# the replay page before its replay is ready
+
+
+async def test_replay_page_explains_each_case(signed_up: SignUp, database: Database) -> None:
+    """The replay page used to say "Ce live n'a pas été enregistré." even before the
+    live had taken place."""
+    host = signed_up(new_account("Claire"))
+    colleague = signed_up(new_account("Paul"))
+    failure = "L'enregistrement est vide : aucune image ni aucun son n'a été reçu."
+    # (case, states the live goes through, recording status, expected sentence)
+    cases: list[tuple[str, tuple[LiveState, ...], RecordingStatus | None, str]] = [
+        (
+            "scheduled",
+            (),
+            None,
+            "Ce live n'a pas encore eu lieu : le replay sera disponible après sa diffusion.",
+        ),
+        (
+            "cancelled",
+            (LiveState.CANCELLED,),
+            None,
+            "Ce live a été annulé : il n'a pas eu lieu, il n'a donc pas de replay.",
+        ),
+        (
+            "on air",
+            (LiveState.LIVE,),
+            RecordingStatus.RECORDING,
+            "Le live est en cours : son replay sera disponible après la fin.",
+        ),
+        (
+            "ended, recorder finishing",
+            (LiveState.LIVE, LiveState.ENDED),
+            RecordingStatus.RECORDING,
+            "Le replay est en préparation. Cette page l'affichera dès qu'il sera prêt.",
+        ),
+        (
+            "processing",
+            (LiveState.LIVE, LiveState.ENDED),
+            RecordingStatus.PROCESSING,
+            "Le replay est en préparation. Cette page l'affichera dès qu'il sera prêt.",
+        ),
+        (
+            "failed",
+            (LiveState.LIVE, LiveState.ENDED),
+            RecordingStatus.FAILED,
+            f"Le replay n'a pas pu être préparé : {failure}",
+        ),
+        (
+            "not recorded",
+            (LiveState.LIVE, LiveState.ENDED),
+            None,
+            "Ce live n'a pas été enregistré.",
+        ),
+    ]
+    for case, states, recording_status, expected in cases:
+        live_id = schedule_through_form(host, unique_title(f"Replay {case}"))
+        await move_live(database, live_id, *states)
+        if recording_status is not None:
+            reason = failure if recording_status is RecordingStatus.FAILED else None
+            await add_recording(database, live_id, recording_status, reason)
+
+        response = colleague.get(f"/lives/{live_id}/replay")
+        assert response.status_code == 200, case
+        status_line = re.search(r"<p [^>]*data-replay-status[^>]*>(.*?)</p>", page_text(response))
+        assert status_line is not None, case
+        assert status_line.group(1).strip() == expected, case
+        assert "Chargement de la discussion" not in page_text(response), case
+
+        api = colleague.get(f"/api/lives/{live_id}/replay")
+        if recording_status is None:
+            assert api.status_code == 404, case
+        else:
+            assert api.json()["live_state"] == states[-1].value, case
+
+
 # CSRF and log-in
 
 
@@ -508,6 +622,60 @@ async def test_agenda_lists_tonight_first(
     start_local = to_local(lives[0].starts_at, "Europe/Paris")
     assert f">{start_local:%H:%M}</time>" in text
     assert f'href="/lives/{lives[0].id}"' in text
+
+
+async def test_agenda_lists_recent_replays(
+    signed_up: SignUp, visitor: httpx.Client, database: Database
+) -> None:
+    host = signed_up(new_account("Claire"))
+    coming = unique_title("Bientôt")
+    replayed = unique_title("Déjà diffusé")
+    preparing = unique_title("En préparation")
+    schedule_through_form(host, coming)
+    replayed_id = schedule_through_form(host, replayed)
+    preparing_id = schedule_through_form(host, preparing)
+    for live_id in (replayed_id, preparing_id):
+        await move_live(database, live_id, LiveState.LIVE, LiveState.ENDED)
+    await add_recording(database, replayed_id, RecordingStatus.READY)
+    await add_recording(database, preparing_id, RecordingStatus.PROCESSING)
+
+    for client in (visitor, host):
+        text = page_text(client.get("/"))
+        assert '<h2 id="replays-title">Replays récents</h2>' in text
+        section = text[text.index("Replays récents") :]
+        assert f'<a class="live-title" href="/lives/{replayed_id}/replay">{replayed}</a>' in section
+        assert preparing not in text
+        assert text.index(coming) < text.index("Replays récents")
+    assert "Les replays sont réservés aux membres connectés." in page_text(visitor.get("/"))
+
+
+async def test_agenda_without_lives_offers_replays(tmp_path: Path) -> None:
+    """With no coming live, the agenda used to say only that nothing was scheduled,
+    which left no path to the replays of past lives."""
+    process = ServerProcess(tmp_path / "empty-agenda")
+    db = Database(f"sqlite+aiosqlite:///{process.data_dir / 'veillee.sqlite3'}")
+    try:
+        with httpx.Client(base_url=process.url) as visitor:
+            empty = page_text(visitor.get("/"))
+            assert "Aucun live n'est programmé pour l'instant.</p>" in empty
+            assert "Replays récents" not in empty
+
+            host = sign_up(process.url, new_account("Claire"))
+            title = unique_title("Déjà diffusé")
+            live_id = schedule_through_form(host, title)
+            host.close()
+            await move_live(db, live_id, LiveState.LIVE, LiveState.ENDED)
+            await add_recording(db, live_id, RecordingStatus.READY)
+
+            text = page_text(visitor.get("/"))
+        assert (
+            "Aucun live n'est programmé pour l'instant. "
+            "Les replays des derniers lives sont à regarder ci-dessous."
+        ) in text
+        assert f'href="/lives/{live_id}/replay">{title}</a>' in text
+    finally:
+        await db.dispose()
+        process.stop()
 
 
 async def test_my_agenda_lists_own_lives(signed_up: SignUp) -> None:

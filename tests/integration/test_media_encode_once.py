@@ -16,10 +16,11 @@ from aiortc.sdp import SessionDescription
 from signaling.aiortc_hooks import SharedPacketizer
 from signaling.broadcast import LiveBroadcast
 from signaling.encoding import Quality
-from signaling.fanout import EncodeOnceFanout, EncodeOnceViewer
 from signaling.keyframes import KeyframeCounts
 from signaling.media import LiveMediaSession
+from signaling.media_fanout import EncodeOnceFanout
 from signaling.quality import QualityThresholds
+from signaling.viewer_media import EncodeOnceViewer
 from tests.support.signaling_peers import (
     EVENT_TIMEOUT_SECS,
     PICTURE_FRAME_RATE,
@@ -46,6 +47,8 @@ LOW_SIZE = (PICTURE_WIDTH // 2, PICTURE_HEIGHT // 2)
 HIGH_SIZE = (PICTURE_WIDTH, PICTURE_HEIGHT)
 # Every fourth video packet lost: a link bad enough for a move down at the first report.
 LOSSY_LINK_DROP_EVERY = 4
+# A viewer who joins must decode a picture sent within 2 s of its connection.
+LATE_VIEWER_PICTURE_MAX_FRAMES = 2 * PICTURE_FRAME_RATE
 # How long a viewer's reports stay clean before a move up, shortened for the test.
 TEST_UP_WAIT_SECS = 2.0
 
@@ -151,16 +154,20 @@ async def test_encode_once_viewers_share_layer_encoders(data_dir: Any) -> None:
             assert abs(encoded[quality] - frames) <= 1, (quality, encoded, frames)
         assert all(share >= MIN_DECODED_SHARE for share in shares), shares
 
-        # the viewers' senders only handed out the payloads computed once per packet
+        # each viewer's streams went out through a lean sender, from the payloads
+        # computed once per packet; aiortc's own senders sent nothing
         for media in server_viewers(setting):
             assert media.video.packets_queued > 0
+            assert set(media.lean_senders) == {"audio", "video"}
+            for lean in media.lean_senders.values():
+                assert lean.packets_sent > 0
         for viewer_peer in session_of(setting).viewers.values():
             for transceiver in viewer_peer.peer.pc.getTransceivers():
                 sender: RTCRtpSender = transceiver.sender
                 encoder = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
-                assert isinstance(encoder, SharedPacketizer)
-                assert encoder.packets_packed > 0
-                assert encoder.packets_packetized_here == 0
+                assert encoder is None or isinstance(encoder, SharedPacketizer)
+                if encoder is not None:
+                    assert encoder.packets_packed == 0
 
         await close_all([host, *clients], [publisher, *viewers])
 
@@ -255,6 +262,36 @@ async def test_encode_once_loss_reports_cost_one_keyframe(data_dir: Any) -> None
         await close_all([host, *clients], [publisher, *viewers])
 
 
+async def test_encode_once_late_viewer_gets_keyframe(data_dir: Any) -> None:
+    """Guards against a viewer who joins a live in progress without asking the shared
+    encoder for a keyframe, or who waits longer than 2 s for its first picture."""
+    async with running_live(data_dir) as setting:
+        host, publisher = await start_publishing(setting)
+        clients, viewers = await watch_all(setting, publisher, [None])
+        counts = keyframe_counts(setting, Quality.HIGH)
+
+        # join 4 frames (0.2 s) after a keyframe, so that the periodic one is 1.7 s away
+        keyframes_seen = counts.keyframes
+        await wait_until(lambda: counts.keyframes > keyframes_seen, "a keyframe")
+        frames_then = publisher.video.frames_sent
+        await wait_until(lambda: publisher.video.frames_sent >= frames_then + 4, "4 frames")
+        requests_before = counts.requests
+        late_client, late_viewer = await start_watching(
+            setting, setting.second_viewer_cookie, publisher
+        )
+        sent_when_connected = publisher.video.frames_sent
+
+        await asyncio.wait_for(late_viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+        # the late viewer's track asked the shared encoder for a keyframe
+        assert counts.requests > requests_before
+        # its first picture was sent within 2 s of its connection
+        first_number = late_viewer.frame_numbers[0]
+        assert first_number - sent_when_connected <= LATE_VIEWER_PICTURE_MAX_FRAMES
+        assert await decoded_share(late_viewer, publisher) >= MIN_DECODED_SHARE
+
+        await close_all([host, *clients, late_client], [publisher, *viewers, late_viewer])
+
+
 async def test_encode_once_viewer_moves_down_and_back(data_dir: Any) -> None:
     """Guards against a viewer whose link degrades and recovers losing the picture:
     moved to the low layer on loss, and back up once their reports are clean, they
@@ -277,9 +314,13 @@ async def test_encode_once_viewer_moves_down_and_back(data_dir: Any) -> None:
         # the link recovers: clean reports move the viewer back up
         await viewer.wait_for_frame_size(*HIGH_SIZE)
         assert await decoded_share(viewer, publisher) >= MIN_DECODED_SHARE
-        controller = server_viewers(setting)[0].feedback.controller
+        media = server_viewers(setting)[0]
+        controller = media.feedback.controller
         assert controller.moves_down >= 1
         assert controller.moves_up >= 1
         assert viewer.video_packets_dropped > 0
+        # the dropped packets came back through retransmissions the NACKs asked for
+        assert media.feedback.nacks > 0
+        assert media.lean_senders["video"].packets_retransmitted > 0
 
         await close_all([host, *clients], [publisher, *viewers])

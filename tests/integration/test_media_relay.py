@@ -15,21 +15,16 @@ from live.models import Live, LiveState
 from recordings.models import Recording
 from tests.support.signaling_peers import (
     EVENT_TIMEOUT_SECS,
+    MIN_DECODED_SHARE,
     PICTURE_FRAME_RATE,
-    Publisher,
+    WINDOW_FRAMES,
     SignalingClient,
-    Viewer,
+    count_window,
     running_live,
     start_publishing,
     start_watching,
 )
-from tests.support.synthetic_media import TONE_FRAME_SAMPLES
 
-# Frames counted per viewer: three seconds of picture.
-WINDOW_FRAMES = 3 * PICTURE_FRAME_RATE
-# Share of the frames sent that a viewer must decode. Frames are lost only to packet
-# loss or a congested machine, so a correct relay stays well above it.
-MIN_DECODED_SHARE = 2 / 3
 # A viewer who joins a live in progress must see a picture this soon after its peer
 # connects: its encoder on the server starts with a keyframe.
 LATE_VIEWER_PICTURE_MAX_SECS = 2.0
@@ -38,27 +33,6 @@ LATE_VIEWER_PICTURE_MAX_SECS = 2.0
 TONE_MIN_RMS = 1000.0
 
 pytestmark = pytest.mark.slow
-
-
-async def count_window(viewer: Viewer, publisher: Publisher) -> tuple[int, int, int]:
-    """Count, over the next WINDOW_FRAMES frames sent, the video frames the viewer
-    decodes, and the audio samples sent and received meanwhile. Samples, not frames:
-    the server may pack audio into longer frames than the publisher's 20 ms.
-
-    Returns (video frames decoded of the window, audio samples sent, audio received).
-    """
-    first = publisher.video.frames_sent
-    last = first + WINDOW_FRAMES - 1
-    audio_sent_before = publisher.audio.frames_sent * TONE_FRAME_SAMPLES
-    audio_received_before = viewer.audio_samples
-
-    # frames arrive in order, so once a later frame is decoded, no window frame is in flight
-    await viewer.wait_for_frame_number(last + 1)
-
-    decoded = len(viewer.numbers_between(first, last))
-    audio_sent = publisher.audio.frames_sent * TONE_FRAME_SAMPLES - audio_sent_before
-    audio_received = viewer.audio_samples - audio_received_before
-    return decoded, audio_sent, audio_received
 
 
 async def test_media_relay_viewers_decode_frames_sent(data_dir: Path) -> None:

@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from core.database import Database
+from core.mail import Mailer
 from core.settings import SmtpSettings
-from mentoring.mail import EmailOutbox, Mailer
+from mentoring.mail import EmailOutbox
 from mentoring.models import MentoringRequest, Mentorship, RequestStatus
 from mentoring.service import MentoringService
 from mentoring.validation import parse_need, parse_offer

@@ -177,8 +177,12 @@ async def test_second_request_and_foreign_accept_rejected(site: Site) -> None:
         assert "Cette demande ne vous est pas adressée" in text_of(accepted)
         declined = flows.answer(site.clients[intruder], request_id, accept=False)
         assert declined.status_code == 403
-    missing = flows.answer(site.clients["Karim"], 999_999, accept=True)
-    assert missing.status_code == 404
+    for missing_id in (999_999, 2**31, 10**12):
+        missing = flows.answer(site.clients["Karim"], missing_id, accept=True)
+        assert missing.status_code == 404
+    huge_mentor = flows.send_request(site.clients["Ines"], flows.need_form(), 10**30)
+    assert huge_mentor.status_code == 400
+    assert "Choisissez un mentor dans la liste proposée." in text_of(huge_mentor)
     cancel = site.clients["Ines"].post(
         f"/mentoring/requests/{request_id}/cancel",
         data={"csrf_token": flows.csrf(site.clients["Ines"])},

@@ -15,11 +15,14 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
+from av.frame import Frame
+from av.packet import Packet
 
 from core.database import Database
 from core.settings import Settings
@@ -47,6 +50,8 @@ from tests.support.synthetic_media import (
 # Generous: the tracks need frame_target / 30 s; a loaded CI machine may need more.
 RECORDING_TIMEOUT_SECS = 60.0
 VIDEO_FRAME_TARGET = 120
+# An H.264 access unit delimiter NAL unit after a 4-byte start code (primary_pic_type 7).
+H264_ACCESS_UNIT_DELIMITER = b"\x00\x00\x00\x01\x09\xf0"
 
 
 @pytest.fixture
@@ -185,6 +190,61 @@ async def test_recording_finishes_into_playable_mp4(
         assert poster.streams.video[0].codec_context.name == "mjpeg"
         picture = next(poster.decode(video=0))
     assert (picture.width, picture.height) == (video.width, video.height)
+
+
+class PacketTap(MediaStreamTrack):
+    """Hands on the packets of `source`, keeping a copy of the bytes of each."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+        self.payloads: list[bytes] = []
+
+    async def recv(self) -> Frame | Packet[Any]:
+        packet = await self.source.recv()
+        assert isinstance(packet, Packet)
+        self.payloads.append(bytes(packet))
+        return packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
+
+
+def without_access_unit_delimiter(payload: bytes) -> bytes:
+    """Drop the access unit delimiter that FFmpeg's MPEG-TS muxer puts before each H.264
+    packet that lacks one."""
+    if payload.startswith(H264_ACCESS_UNIT_DELIMITER):
+        return payload[len(H264_ACCESS_UNIT_DELIMITER) :]
+    return payload
+
+
+async def test_packet_recording_holds_encoder_bytes(tmp_path: Path) -> None:
+    """Guards against a recording that encodes the live's picture a second time instead
+    of muxing the packets of the live's shared encoder."""
+    video = MovingPictureTrack(frame_target=PICTURE_FRAME_RATE)
+    audio = ToneTrack()
+    raw_path = tmp_path / "raw.ts"
+    recorder = PacketRecorder(1, raw_path)
+    async with shared_encoder(video, audio) as (packets, decoded_audio):
+        tap = PacketTap(packets)
+        await recorder.start(tap, decoded_audio)
+        await asyncio.wait_for(video.target_reached.wait(), RECORDING_TIMEOUT_SECS)
+        await recorder.stop()
+
+    with av.open(str(raw_path)) as container:
+        recorded = [
+            without_access_unit_delimiter(bytes(packet))
+            for packet in container.demux(container.streams.video[0])
+            if packet.size
+        ]
+    assert len(recorded) >= PICTURE_FRAME_RATE // 2
+    assert len(recorded) <= len(tap.payloads)
+    # the file holds, byte for byte and in order, packets the shared encoder made
+    start = tap.payloads.index(recorded[0])
+    assert recorded == tap.payloads[start : start + len(recorded)]
 
 
 async def test_recorder_leaves_shared_frames_untouched(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from server import create_app
 from tests.support.chat_clients import create_live
 from tests.support.clients import csrf_from
 from tests.support.processes import free_port
-from tests.support.synthetic_media import ToneTrack
+from tests.support.synthetic_media import TONE_FRAME_SAMPLES, ToneTrack
 
 # Every wait ends as soon as its event happens; this bounds a wait on a loaded CI machine.
 EVENT_TIMEOUT_SECS = 20.0
@@ -55,6 +55,11 @@ BLOCK_HEIGHT = 48
 BAR_WIDTH = 16
 LUMA_DARK = 16
 LUMA_BRIGHT = 235
+# Frames counted per viewer by `count_window`: three seconds of picture.
+WINDOW_FRAMES = 3 * PICTURE_FRAME_RATE
+# Share of the frames sent that a viewer must decode. Frames are lost only to packet
+# loss or a congested machine, so a correct relay stays well above it.
+MIN_DECODED_SHARE = 2 / 3
 
 
 class NumberedPictureTrack(VideoStreamTrack):
@@ -316,6 +321,27 @@ class Viewer:
         await asyncio.gather(*self._consumers, return_exceptions=True)
 
 
+async def count_window(viewer: Viewer, publisher: Publisher) -> tuple[int, int, int]:
+    """Count, over the next WINDOW_FRAMES frames sent, the video frames the viewer
+    decodes, and the audio samples sent and received meanwhile. Samples, not frames:
+    the server may pack audio into longer frames than the publisher's 20 ms.
+
+    Returns (video frames decoded of the window, audio samples sent, audio received).
+    """
+    first = publisher.video.frames_sent
+    last = first + WINDOW_FRAMES - 1
+    audio_sent_before = publisher.audio.frames_sent * TONE_FRAME_SAMPLES
+    audio_received_before = viewer.audio_samples
+
+    # frames arrive in order, so once a later frame is decoded, no window frame is in flight
+    await viewer.wait_for_frame_number(last + 1)
+
+    decoded = len(viewer.numbers_between(first, last))
+    audio_sent = publisher.audio.frames_sent * TONE_FRAME_SAMPLES - audio_sent_before
+    audio_received = viewer.audio_samples - audio_received_before
+    return decoded, audio_sent, audio_received
+
+
 class SignalingClient:
     """One signaling socket, read frame by frame with a timeout on every wait."""
 
@@ -415,12 +441,9 @@ async def log_in(base_url: str, email: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_live(data_dir: Path, **settings_fields: Any) -> AsyncIterator[LiveSetting]:
-    """Serve the application with uvicorn in this event loop on a free loopback port,
-    with a scheduled live, until the block ends."""
-    settings = Settings(
-        port=free_port(), data_dir=data_dir, secret_key="test-secret", **settings_fields
-    )
+async def serving(settings: Settings) -> AsyncIterator[Any]:
+    """Serve the application for `settings` with uvicorn in this event loop, on
+    `settings.port` of the loopback interface; yield the application."""
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -431,42 +454,58 @@ async def running_live(data_dir: Path, **settings_fields: Any) -> AsyncIterator[
         log_level="warning",
     )
     server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
+    serving_task = asyncio.create_task(server.serve())
     try:
         while not server.started:
-            if serving.done():
-                serving.result()
+            if serving_task.done():
+                serving_task.result()
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.02)
-
-        database: Database = app.state.database
-        user_ids = []
-        async with database.session() as session:
-            for name in ("hote", "spectatrice", "spectateur", "inconnu"):
-                user = await accounts_service.create_user(
-                    session,
-                    email=f"{name}@example.org",
-                    display_name=name.capitalize(),
-                    password=PASSWORD,
-                )
-                user_ids.append(user.id)
-        live_id = await create_live(database, user_ids[0], user_ids[1:3])
-
-        base_url = f"http://127.0.0.1:{settings.port}"
-        yield LiveSetting(
-            app=app,
-            database=database,
-            base_url=base_url,
-            ws_url=f"ws://127.0.0.1:{settings.port}",
-            live_id=live_id,
-            host_cookie=await log_in(base_url, "hote@example.org"),
-            viewer_cookie=await log_in(base_url, "spectatrice@example.org"),
-            second_viewer_cookie=await log_in(base_url, "spectateur@example.org"),
-            stranger_cookie=await log_in(base_url, "inconnu@example.org"),
-        )
+        yield app
     finally:
         server.should_exit = True
-        await serving
+        await serving_task
+
+
+async def create_live_setting(app: Any, port: int) -> LiveSetting:
+    """Create the accounts and the scheduled live of a LiveSetting through `app`, which
+    serves on `port`, and log everyone in."""
+    database: Database = app.state.database
+    user_ids = []
+    async with database.session() as session:
+        for name in ("hote", "spectatrice", "spectateur", "inconnu"):
+            user = await accounts_service.create_user(
+                session,
+                email=f"{name}@example.org",
+                display_name=name.capitalize(),
+                password=PASSWORD,
+            )
+            user_ids.append(user.id)
+    live_id = await create_live(database, user_ids[0], user_ids[1:3])
+
+    base_url = f"http://127.0.0.1:{port}"
+    return LiveSetting(
+        app=app,
+        database=database,
+        base_url=base_url,
+        ws_url=f"ws://127.0.0.1:{port}",
+        live_id=live_id,
+        host_cookie=await log_in(base_url, "hote@example.org"),
+        viewer_cookie=await log_in(base_url, "spectatrice@example.org"),
+        second_viewer_cookie=await log_in(base_url, "spectateur@example.org"),
+        stranger_cookie=await log_in(base_url, "inconnu@example.org"),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_live(data_dir: Path, **settings_fields: Any) -> AsyncIterator[LiveSetting]:
+    """Serve the application with uvicorn in this event loop on a free loopback port,
+    with a scheduled live, until the block ends."""
+    settings = Settings(
+        port=free_port(), data_dir=data_dir, secret_key="test-secret", **settings_fields
+    )
+    async with serving(settings) as app:
+        yield await create_live_setting(app, settings.port)
 
 
 async def start_publishing(setting: LiveSetting) -> tuple[SignalingClient, Publisher]:

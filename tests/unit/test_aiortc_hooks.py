@@ -1,4 +1,5 @@
-"""Guards on the private parts of aiortc that signaling/aiortc_hooks.py relies on.
+"""Guards on the private parts of aiortc and aioice that signaling/aiortc_hooks.py and
+signaling/rtp_sender.py rely on.
 
 These fail when an aiortc release renames or reshapes them, before any live does;
 tests/integration/test_media_encode_once.py checks that they work with real peers.
@@ -9,13 +10,16 @@ from __future__ import annotations
 import inspect
 from fractions import Fraction
 
+import aioice
 import aiortc
 import numpy as np
 import pytest
+from aioice.ice import Connection, StunProtocol
 from aiortc import RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter, RtpSender
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 from av import VideoFrame
 
@@ -32,6 +36,40 @@ from signaling.encoding import LayerEncoder, Quality, VideoLayer
 def test_aiortc_version_is_pinned_range() -> None:
     major, minor = (int(part) for part in aiortc.__version__.split(".")[:2])
     assert (major, minor) == (1, 16)
+
+
+def test_aioice_version_is_pinned_range() -> None:
+    major, minor = (int(part) for part in aioice.__version__.split(".")[:2])
+    assert (major, minor) == (0, 13)
+
+
+def test_dtls_transport_protects_rtp_with_tx_srtp() -> None:
+    """Guards against a rename of the outbound SRTP session the lean sender protects its
+    packets with, or a change in how aiortc's own RTP reaches the ICE transport."""
+    assert "self._tx_srtp: Session = None" in inspect.getsource(RTCDtlsTransport.__init__)
+    source = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "data = self._tx_srtp.protect(data)" in source
+    assert "await self.transport._send(data)" in source
+    assert "self._send = self._connection.send" in inspect.getsource(RTCIceTransport)
+
+
+def test_ice_connection_sends_on_nominated_pair() -> None:
+    """Guards against aioice sending a component's datagrams elsewhere than through the
+    socket of its nominated pair, which the lean sender writes to directly."""
+    source = inspect.getsource(Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in source
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in source
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(StunProtocol.send_data)
+
+
+def test_sender_report_counters_named() -> None:
+    """Guards against a rename of the counters that aiortc's sender reports read and
+    that the lean sender updates."""
+    init_source = inspect.getsource(RTCRtpSender.__init__)
+    rtcp_source = inspect.getsource(RTCRtpSender._run_rtcp)
+    for counter in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
+        assert f"self.__{counter} = 0" in init_source
+        assert f"self.__{counter}" in rtcp_source
 
 
 def test_sender_rtcp_handler_signature() -> None:

@@ -68,3 +68,22 @@ def test_wording_names_live_and_host_as_pages(path: Path) -> None:
         if FORBIDDEN_WORDS.search(text)
     ]
     assert found == [], "write « live » and « la personne qui anime » instead:\n" + "\n".join(found)
+
+
+# Quoted words of docs/guide.fr.md that are examples, not labels of the pages.
+GUIDE_EXAMPLES = {"gestion de classe en 4e"}
+
+
+def test_guide_quotes_labels_of_pages() -> None:
+    """The guide named a « S'inscrire » button, which the live page labels M'inscrire."""
+    guide = (PROJECT_DIR / "docs" / "guide.fr.md").read_text()
+    # the guide wraps lines, so a label may continue on the next one
+    quoted = {" ".join(label.split()) for label in re.findall(r"« ([^»]+) »", guide)}
+    pages = "\n".join(
+        path.read_text()
+        for folder in WEB_FOLDERS
+        for path in sorted((PROJECT_DIR / folder).rglob("*"))
+        if path.suffix in {".html", ".js"}
+    )
+    missing = sorted(quoted - GUIDE_EXAMPLES - {label for label in quoted if label in pages})
+    assert missing == [], f"docs/guide.fr.md quotes labels that no page shows: {missing}"

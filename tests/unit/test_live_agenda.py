@@ -13,6 +13,8 @@ from core.database import Database
 from live import lifecycle, service
 from live.models import Live, LiveState
 from live.service import LiveDetails
+from recordings.models import Recording, RecordingStatus
+from recordings.service import recent_replays
 
 # Friday 4 December 2026, 19:00 in Paris (UTC+1 in winter), 22:00 in La Réunion (UTC+4).
 NOW = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
@@ -194,3 +196,61 @@ async def test_personal_agenda_excludes_others(database: Database, lives: dict[s
     assert agenda.coming == []
     assert agenda.past == []
     assert all_lives == []
+
+
+async def end_with_recording(
+    database: Database, live: Live, ended_at: datetime, *statuses: RecordingStatus
+) -> None:
+    """Move a scheduled live to ended at `ended_at`, with one recording per status."""
+    async with database.session() as session:
+        stored = await service.get_live(session, live.id)
+        assert stored is not None
+        await lifecycle.transition(session, stored, LiveState.LIVE)
+        await lifecycle.transition(session, stored, LiveState.ENDED)
+        stored.ended_at = ended_at
+        for status in statuses:
+            session.add(Recording(live_id=live.id, status=status, node_name="test"))
+        await session.commit()
+
+
+async def test_recent_replays_ready_latest_first(database: Database) -> None:
+    host = await make_user(database, "Claire")
+    day = date(2026, 12, 3)
+    titles = ["Premier", "Deuxième", "Échoué", "Sans enregistrement", "Troisième", "Repris"]
+    lives_by_title = {
+        title: await make_live(database, host, title, day, time(20, 30)) for title in titles
+    }
+    evening = datetime(2026, 12, 3, 21, 0, tzinfo=UTC)
+    ready = RecordingStatus.READY
+    failed = RecordingStatus.FAILED
+    await end_with_recording(database, lives_by_title["Premier"], evening, ready)
+    await end_with_recording(
+        database, lives_by_title["Deuxième"], evening + timedelta(hours=2), ready
+    )
+    await end_with_recording(
+        database, lives_by_title["Échoué"], evening + timedelta(hours=3), failed
+    )
+    await end_with_recording(
+        database, lives_by_title["Sans enregistrement"], evening + timedelta(hours=4)
+    )
+    await end_with_recording(
+        database, lives_by_title["Troisième"], evening + timedelta(hours=1), ready
+    )
+    # a live resumed after an interruption: its first stretch failed, its second is ready
+    await end_with_recording(
+        database, lives_by_title["Repris"], evening + timedelta(hours=5), failed, ready
+    )
+    # ready recordings of lives that are not ended yet stay off the list
+    on_air = await make_live(
+        database, host, "En direct", day, time(22, 0), states=(LiveState.LIVE,)
+    )
+    async with database.session() as session:
+        session.add(Recording(live_id=on_air.id, status=ready, node_name="test"))
+        await session.commit()
+
+    async with database.session() as session:
+        replays = await recent_replays(session)
+        first_two = await recent_replays(session, limit=2)
+    assert [live.title for live in replays] == ["Repris", "Deuxième", "Troisième", "Premier"]
+    assert [live.title for live in first_two] == ["Repris", "Deuxième"]
+    assert replays[0].host.display_name == "Claire"

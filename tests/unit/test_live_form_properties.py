@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accounts import service as accounts_service
 from core.database import Database
-from core.timezones import TIME_ZONES
+from core.timezones import TIME_ZONES, local_to_utc
 from live import service
 from live.service import LiveError
 
@@ -161,3 +161,43 @@ async def test_schedule_form_stores_or_rejects(database: Database, form: dict[st
     assert reread.start_time == details.start_time
     assert reread.time_zone == form["time_zone"]
     assert reread.duration_minutes == int(form["duration_minutes"])
+
+
+# the schedule form's default start
+
+# 23:28 in Paris on Friday 4 December 2026, when 20:30 has passed.
+LATE_EVENING = datetime(2026, 12, 4, 22, 28, tzinfo=UTC)
+
+
+def test_default_start_today_or_tomorrow() -> None:
+    cases = [
+        # (now, zone, expected day)
+        (NOW, "Europe/Paris", date(2026, 12, 4)),
+        (LATE_EVENING, "Europe/Paris", date(2026, 12, 5)),
+        # 20:30 exactly is no longer ahead
+        (datetime(2026, 12, 4, 19, 30, tzinfo=UTC), "Europe/Paris", date(2026, 12, 5)),
+        # 02:28 on Saturday in La Réunion: tonight is Saturday evening
+        (LATE_EVENING, "Indian/Reunion", date(2026, 12, 5)),
+        # 12:28 on Friday in Tahiti, whose evening is still ahead
+        (LATE_EVENING, "Pacific/Tahiti", date(2026, 12, 4)),
+    ]
+    for now, zone_name, expected_day in cases:
+        day, wall_time = service.default_start(zone_name, now=now)
+        assert day == expected_day, (now, zone_name)
+        assert wall_time == time(20, 30), (now, zone_name)
+
+
+@given(
+    now=st.datetimes(
+        min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
+    ),
+    zone_name=st.sampled_from(sorted(TIME_ZONES)),
+)
+def test_default_start_is_ahead(now: datetime, zone_name: str) -> None:
+    """Guards against a form that offered an evening already past, which the server
+    then rejected with start_in_past."""
+    day, wall_time = service.default_start(zone_name, now=now)
+    starts_at = local_to_utc(day, wall_time, zone_name)
+    assert starts_at > now
+    # at most a day ahead, plus the hour of a change to winter time
+    assert starts_at - now <= timedelta(hours=25)

@@ -18,11 +18,12 @@ from chat.errors import AccessDeniedError, ChatError, CloseCode, ErrorCode
 from chat.log import Person
 from chat.service import ChatService
 from core.database import Database, utc_now
+from core.mail import Mailer
 from core.settings import SmtpSettings
 from mentoring.batch import run_batch
 from mentoring.channel_policy import ConversationChannelPolicy
 from mentoring.errors import ErrorKind, MentoringError
-from mentoring.mail import EmailOutbox, Mailer
+from mentoring.mail import EmailOutbox
 from mentoring.models import (
     AttemptOutcome,
     EmailState,

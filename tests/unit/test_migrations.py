@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from core.database import Database
 from migrations.models import load_metadata
-from migrations.runner import upgrade_to_head
+from migrations.runner import MIGRATIONS_DIR, upgrade_to_head
 
 
 def _differences(connection: Connection) -> list[Any]:
@@ -48,3 +51,49 @@ async def test_migrations_run_twice_harmlessly(database_url: str, tmp_path: Path
     finally:
         await database.dispose()
     assert "lives" in tables
+
+
+# The first revision, before mentoring existed.
+FIRST_REVISION = "a3acb7972aed"
+
+
+def _upgrade_to_first_revision(connection: Connection) -> None:
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, FIRST_REVISION)
+
+
+def _head_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def test_migrations_upgrade_keeps_rows(database_url: str, tmp_path: Path) -> None:
+    """Guards against a migration that fails on a database already in use, or loses
+    its rows, where creating the schema from nothing works."""
+    database = Database(database_url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_upgrade_to_first_revision)
+            await connection.execute(
+                text(
+                    "INSERT INTO users (email, display_name, password_hash, role, time_zone,"
+                    " created_at) VALUES ('claire@example.org', 'Claire', '-', 'teacher',"
+                    " 'Europe/Paris', CURRENT_TIMESTAMP)"
+                )
+            )
+        async with database.engine.connect() as connection:
+            assert "mentor_offers" not in await connection.run_sync(_tables)
+
+        await upgrade_to_head(database, tmp_path)
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(_tables)
+            differences = await connection.run_sync(_differences)
+            revision = await connection.run_sync(_head_revision)
+            names = (await connection.execute(text("SELECT display_name FROM users"))).all()
+    finally:
+        await database.dispose()
+    assert "mentor_offers" in tables
+    assert differences == []
+    assert revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert [name for (name,) in names] == ["Claire"]

@@ -13,7 +13,7 @@ import pytest
 
 from core.settings import load_secret_key
 
-SECRET_KEY_FILE_MIN_CHARS = 32
+SECRET_KEY_MIN_CHARS = 32
 
 # Processes started at once on one data folder, and how many times: against a key
 # file created by checking for it and then writing it, five runs out of five failed.
@@ -29,7 +29,7 @@ def no_secret_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_secret_key_file_private_and_kept(tmp_path: Path) -> None:
     key = load_secret_key(tmp_path)
-    assert len(key) >= SECRET_KEY_FILE_MIN_CHARS
+    assert len(key) >= SECRET_KEY_MIN_CHARS
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
     assert load_secret_key(tmp_path) == key
     # No temporary file is left beside it.
@@ -43,6 +43,23 @@ def test_secret_key_short_file_rejected(tmp_path: Path, content: str) -> None:
     (tmp_path / "secret_key").write_text(content)
     with pytest.raises(ValueError, match="delete it to generate a new key"):
         load_secret_key(tmp_path)
+
+
+@pytest.mark.parametrize("value", ["court", "x" * (SECRET_KEY_MIN_CHARS - 1)])
+def test_secret_key_short_variable_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """SECRET_KEY from the environment was taken at any length, even one character."""
+    monkeypatch.setenv("SECRET_KEY", value)
+    with pytest.raises(ValueError, match=f"SECRET_KEY has {len(value)} characters"):
+        load_secret_key(tmp_path)
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_secret_key_variable_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    value = "k" * SECRET_KEY_MIN_CHARS
+    monkeypatch.setenv("SECRET_KEY", value)
+    assert load_secret_key(tmp_path) == value
 
 
 def load_after_barrier(barrier: Barrier, data_dir: Path, keys: Queue[str]) -> None:

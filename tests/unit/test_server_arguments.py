@@ -3,6 +3,7 @@ environment variable, validated before the server starts."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def test_media_path_default_and_choices(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("MEDIA_PATH", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
     assert server.parse_arguments([]).media_path is MediaPath.ENCODE_ONCE
     arguments = server.parse_arguments(["--media-path", "relay", "--data-dir", str(tmp_path)])
     assert server.settings_from_arguments(arguments).media_path is MediaPath.RELAY
@@ -105,3 +107,21 @@ def test_max_webrtc_viewers_rejects_option(value: str, capsys: pytest.CaptureFix
 def test_settings_reject_negative_viewer_cap() -> None:
     with pytest.raises(ValueError, match="max_webrtc_viewers"):
         Settings(max_webrtc_viewers=-1)
+
+
+def test_node_name_default_names_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Guards against two machines of one deployment both named 127.0.0.1:8000."""
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
+    for host in ("127.0.0.1", "0.0.0.0"):
+        arguments = server.parse_arguments(["--host", host, "--data-dir", str(tmp_path)])
+        assert server.settings_from_arguments(arguments).node_name == f"{socket.gethostname()}:8000"
+    arguments = server.parse_arguments(["--host", "10.1.2.3", "--port", "8002"])
+    assert server.settings_from_arguments(arguments).node_name == "10.1.2.3:8002"
+
+
+def test_node_name_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("NODE_NAME", "web-2")
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-of-at-least-32-characters")
+    arguments = server.parse_arguments(["--data-dir", str(tmp_path)])
+    assert server.settings_from_arguments(arguments).node_name == "web-2"

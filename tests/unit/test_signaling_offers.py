@@ -7,8 +7,8 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from signaling.encoding import Quality, plan_layers
-from signaling.fanout import start_quality
 from signaling.sdp import OfferPurpose, OfferSummary, check_offer, declared_bandwidth
+from signaling.viewer_media import start_quality
 from tests.support.signaling_peers import rtc_configuration, with_video_bandwidth
 
 OFFER_HEAD = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"

@@ -124,6 +124,7 @@ export class ChatView {
     const client = this.client;
     client.addEventListener("welcome", ({ detail }) => {
       this.maxChars = detail.maxChars;
+      this.form.hidden = !detail.canWrite;
       this.setWritable(detail.canWrite);
       this.updateCounter();
     });
@@ -150,8 +151,10 @@ export class ChatView {
   }
 
   showConnection({ status, code }) {
-    if (status === "synced") {
-      this.showStatus(this.client.canWrite ? "" : CLOSED_MESSAGE);
+    if (status === "synced" && this.client.canWrite) {
+      this.showStatus("");
+    } else if (status === "synced") {
+      this.close();
     } else if (status === "reconnecting") {
       this.showStatus("Connexion perdue, reconnexion…");
     } else if (status === "stopped") {
@@ -160,9 +163,13 @@ export class ChatView {
     }
   }
 
-  /** Stops accepting messages, such as when the live ends; the host may still delete. */
+  /**
+   * Stops accepting messages, such as when the live ends, and hides the form, which
+   * could only fail from now on. The host may still delete messages.
+   */
   close() {
     this.setWritable(false);
+    this.form.hidden = true;
     this.showStatus(CLOSED_MESSAGE);
   }
 

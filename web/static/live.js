@@ -2,7 +2,8 @@
 // chat beside them. Its data comes from the data-* attributes of the
 // [data-live-stage] element (web/templates/live/_stage.html). It also keeps the rest
 // of the page in step with the live: the state badge, the host's edit and cancel
-// controls, and the recording line.
+// controls, and the recording line. Once the live is over, an end card takes the
+// video's place and the status line follows the recording until its replay is ready.
 
 import { ChatClient } from "./chat.js";
 import { ChatView } from "./chat-view.js";
@@ -16,7 +17,8 @@ const STATE_MESSAGES = {
   [LiveState.SCHEDULED]: "En attente du début du live…",
   [LiveState.OPEN]: "En attente du début du live…",
   [LiveState.LIVE]: "En direct",
-  [LiveState.ENDED]: "Le live est terminé. Le replay sera bientôt disponible.",
+  // followed by the recording's sentence, as in statusMessage
+  [LiveState.ENDED]: "Le live est terminé.",
   [LiveState.CANCELLED]: "Ce live a été annulé.",
   [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
 };
@@ -32,6 +34,32 @@ const RECORDING_MESSAGES = {
   coming: "L'enregistrement commencera avec le live.",
   none: "Ce live n'a pas été enregistré.",
 };
+
+// Titles of the card that replaces the video once the live is over.
+const END_CARD_TITLES = {
+  [LiveState.ENDED]: "Le live est terminé",
+  [LiveState.CANCELLED]: "Ce live a été annulé",
+};
+
+// Maps the name of the DOMException that getUserMedia rejects with to the fix the host can make.
+const CAMERA_ERROR_MESSAGES = {
+  NotAllowedError:
+    "Votre navigateur bloque l'accès à la caméra ou au micro. Autorisez-les pour ce site, puis rechargez la page.",
+  SecurityError:
+    "Votre navigateur bloque l'accès à la caméra ou au micro. Autorisez-les pour ce site, puis rechargez la page.",
+  NotFoundError:
+    "Aucune caméra ou aucun micro n'a été trouvé. Branchez-les, puis rechargez la page.",
+  OverconstrainedError:
+    "Aucune caméra ou aucun micro n'a été trouvé. Branchez-les, puis rechargez la page.",
+  NotReadableError:
+    "La caméra ou le micro est déjà utilisé par une autre application. Fermez-la, puis rechargez la page.",
+};
+const CAMERA_ERROR_OTHER =
+  "Impossible d'accéder à la caméra ou au micro. Vérifiez qu'ils sont branchés, puis rechargez la page.";
+// Browsers leave navigator.mediaDevices undefined outside a secure context: a page
+// served over plain HTTP from an address other than localhost.
+const CAMERA_ERROR_INSECURE =
+  "Votre navigateur ne donne accès à la caméra que sur une connexion sécurisée : ouvrez le site en https.";
 
 // States in which the host's camera is no longer needed.
 const FINISHED_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
@@ -80,6 +108,8 @@ class Stage {
     // The state when the page was rendered; the signaling welcome brings the current one.
     this.initialState = data.state;
     this.replayUrl = data.replayUrl || null;
+    // the JSON of the live's latest recording, which gives the ready replay's poster
+    this.recordingApi = data.recordingApi || null;
     // maps each state name to the French label of the page's badge
     this.stateLabels = JSON.parse(data.stateLabels || "{}");
     this.video = root.querySelector("[data-stage-video]");
@@ -92,6 +122,14 @@ class Stage {
     this.note = root.querySelector("[data-stage-note]");
     // plays the HLS stream once the signaling sends this viewer there
     this.hlsPlayer = this.isHost ? null : new HlsPlayer(this.video, data.liveId);
+    this.endCard = root.querySelector("[data-stage-end-card]");
+    this.endTitle = root.querySelector("[data-stage-end-title]");
+    this.endPoster = root.querySelector("[data-stage-end-poster]");
+    this.endReplay = root.querySelector("[data-stage-end-replay]");
+    if (this.replayUrl !== null) {
+      root.querySelector("[data-stage-end-replay-link]").href = this.replayUrl;
+    }
+    this.posterRequested = false;
     // outside the stage, on the rest of the live page
     this.badge = document.querySelector("[data-live-badge] .badge");
     this.changeControls = document.querySelector("[data-live-change-controls]");
@@ -128,16 +166,19 @@ class Stage {
   }
 
   async startCamera() {
+    if (navigator.mediaDevices?.getUserMedia === undefined) {
+      console.warn("live: navigator.mediaDevices is unavailable, the page is not in a secure context");
+      this.showError(CAMERA_ERROR_INSECURE);
+      return;
+    }
     try {
       this.cameraStream = await navigator.mediaDevices.getUserMedia({
         video: { width: { ideal: 1280 }, height: { ideal: 720 } },
         audio: true,
       });
     } catch (error) {
-      console.error("live: camera or microphone unavailable", error);
-      this.showError(
-        "Impossible d'accéder à la caméra ou au micro. Autorisez-les dans votre navigateur, puis rechargez la page.",
-      );
+      console.warn("live: camera or microphone unavailable: %s", error?.name, error);
+      this.showError(CAMERA_ERROR_MESSAGES[error?.name] ?? CAMERA_ERROR_OTHER);
       return;
     }
     this.video.muted = true;
@@ -170,7 +211,7 @@ class Stage {
     signaling.addEventListener("error", ({ detail }) => {
       this.showError(detail.message);
       if (this.signaling.state !== null) {
-        this.status.textContent = STATE_MESSAGES[this.signaling.state] ?? "";
+        this.status.textContent = this.statusMessage(this.signaling.state);
       }
       this.updateControls();
     });
@@ -274,11 +315,15 @@ class Stage {
   }
 
   showState(state) {
-    this.status.textContent = STATE_MESSAGES[state] ?? "";
+    this.status.textContent = this.statusMessage(state);
     this.status.classList.toggle("on-air", state === LiveState.LIVE);
     this.showBadge(state);
     if (this.changeControls !== null) {
       this.changeControls.hidden = !NOT_STARTED_STATES.has(state);
+    }
+    if (this.viewers !== null) {
+      // a live that is over has no viewers, even while their signaling sockets stay open
+      this.viewers.hidden = FINISHED_STATES.has(state);
     }
     this.showRecordingLine();
     this.followHls();
@@ -289,8 +334,61 @@ class Stage {
       if (!this.isHost) {
         this.video.srcObject = null;
       }
+      this.showEndCard(state);
     }
     this.updateControls();
+  }
+
+  /** Returns the status line for `state`, followed by the recording's sentence once the live ended. */
+  statusMessage(state) {
+    const message = STATE_MESSAGES[state] ?? "";
+    if (state !== LiveState.ENDED || this.recording === undefined) {
+      return message;
+    }
+    const { status, reason } = this.recording;
+    return `${message} ${recordingSentence(state, status, reason)}`;
+  }
+
+  /** Replaces the video with the end card, which links the replay once it is ready. */
+  showEndCard(state) {
+    this.video.hidden = true;
+    if (this.unmuteButton !== null) {
+      this.unmuteButton.hidden = true;
+    }
+    this.endTitle.textContent = END_CARD_TITLES[state] ?? "";
+    this.endCard.hidden = false;
+    const ready =
+      state === LiveState.ENDED && this.recording?.status === "ready" && this.replayUrl !== null;
+    this.endReplay.hidden = !ready;
+    if (ready) {
+      this.showPoster();
+    }
+  }
+
+  /** Puts the ready replay's poster behind the end card; without one, the card stays plain. */
+  async showPoster() {
+    if (this.posterRequested || this.recordingApi === null) {
+      return;
+    }
+    this.posterRequested = true;
+    let posterUrl;
+    try {
+      const response = await fetch(this.recordingApi, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (!response.ok) {
+        throw new Error(`HTTP ${response.status}`);
+      }
+      posterUrl = (await response.json()).poster_url ?? null;
+    } catch (error) {
+      console.warn("live: could not load the poster of the replay", error);
+      return;
+    }
+    if (posterUrl !== null) {
+      this.endPoster.addEventListener("load", () => (this.endPoster.hidden = false), { once: true });
+      this.endPoster.src = posterUrl;
+    }
   }
 
   showBadge(state) {
@@ -305,6 +403,12 @@ class Stage {
   showRecording({ status, reason }) {
     this.recording = { status, reason };
     this.showRecordingLine();
+    // In a welcome frame the recording comes before the state, which showState handles.
+    const state = this.signaling.state;
+    if (FINISHED_STATES.has(state) && !this.stopped) {
+      this.status.textContent = this.statusMessage(state);
+      this.showEndCard(state);
+    }
   }
 
   /** Rewrites the page's recording line once the socket reported both state and recording. */

@@ -10,7 +10,7 @@ import { CloseCode } from "./socket.js";
 // Reading several messages in a row sends one read mark, this long after the last.
 const READ_MARK_DELAY_MS = 1000;
 
-// The server answers 4404 both for a missing conversation and for one of other people.
+// The server closes with 4404 both for a missing conversation and for one of other people.
 const NOT_FOUND_MESSAGE = "Cette conversation n'existe pas.";
 
 /** Sends the highest seq shown while the page is visible, at most once per delay. */

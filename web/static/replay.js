@@ -91,7 +91,11 @@ class Replay {
       return;
     }
 
-    const status = replay.status ?? "ready";
+    let status = replay.status ?? "ready";
+    if (status === "recording" && replay.live_state === "ended") {
+      // the recorder's node has yet to move the recording to processing
+      status = "processing";
+    }
     if (status !== "ready") {
       this.showNotReady(status, replay.reason ?? replay.failure_reason ?? null);
       if (status === "processing" || status === "recording") {
@@ -120,6 +124,8 @@ class Replay {
     }
     this.showStatus(text);
     this.video.hidden = true;
+    const coming = status === "processing" || status === "recording";
+    this.chatStatus.textContent = coming ? "La discussion s'affichera avec la vidéo." : "";
   }
 
   load(replay) {

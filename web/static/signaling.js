@@ -28,6 +28,15 @@ export const LiveState = Object.freeze({
 // States in which nothing will be broadcast again.
 const FINAL_STATES = new Set([LiveState.ENDED, LiveState.CANCELLED]);
 
+// After a `try_again` answer to an offer, the page offers again this much later: the
+// server was shutting down, or the live's media process did not reply in time.
+const OFFER_RETRY_DELAY_MS = 2000;
+// A host's publish answered with `already_publishing` is tried again this many times,
+// OFFER_RETRY_DELAY_MS apart. The server holds the peer of a host whose socket's
+// process died until it notices the death, within about 10 s; a second tab that
+// really publishes gives up after that.
+const ALREADY_PUBLISHING_RETRIES = 6;
+
 const NEGOTIATION_FAILED_MESSAGE =
   "La connexion vidéo n'a pas pu être établie. Vérifiez votre réseau puis réessayez.";
 const UNREACHABLE_MESSAGE =
@@ -59,6 +68,8 @@ export class LiveSignaling extends EventTarget {
     this.connectTimer = null;
     // Whether the current peer connection has reached "connected" once.
     this.peerConnected = false;
+    this.offerRetryTimer = null;
+    this.alreadyPublishingRetries = 0;
     this.socket = new ReconnectingSocket(path, {
       onOpen: () => this.emit("connection", { status: "connected", code: null }),
       onFrame: (frame) => this.handleFrame(frame),
@@ -158,6 +169,7 @@ export class LiveSignaling extends EventTarget {
     }
     this.pendingPeerConnection = null;
     this.offerInProgress = false;
+    this.alreadyPublishingRetries = 0;
     try {
       await peerConnection.setRemoteDescription({ type: "answer", sdp });
     } catch (error) {
@@ -234,6 +246,17 @@ export class LiveSignaling extends EventTarget {
     this.emit("fallback", { reason, message });
   }
 
+  /** Offers again after OFFER_RETRY_DELAY_MS, once, if the live still calls for it. */
+  retryOfferLater() {
+    if (this.offerRetryTimer !== null) {
+      return;
+    }
+    this.offerRetryTimer = setTimeout(() => {
+      this.offerRetryTimer = null;
+      this.negotiateIfNeeded();
+    }, OFFER_RETRY_DELAY_MS);
+  }
+
   closePeerConnections() {
     clearTimeout(this.connectTimer);
     const hadPeerConnection = this.peerConnection !== null;
@@ -295,7 +318,10 @@ export class LiveSignaling extends EventTarget {
     const previous = this.state;
     this.state = state;
     const leftLive = previous === LiveState.LIVE && state !== LiveState.LIVE;
-    if (FINAL_STATES.has(state) || (!this.isHost && leftLive)) {
+    // An interrupted live lost the server process that carried its media, and the
+    // host's peer connection with it: the host publishes again, through any process.
+    const mediaLost = leftLive && (!this.isHost || state === LiveState.INTERRUPTED);
+    if (FINAL_STATES.has(state) || mediaLost) {
       this.closePeerConnections();
     }
     if (FINAL_STATES.has(state)) {
@@ -336,6 +362,15 @@ export class LiveSignaling extends EventTarget {
     if (frame.code === "not_live" && !this.isHost) {
       // the viewer watches again once a state frame reports the live as started
       return;
+    }
+    if (frame.code === "try_again" && pending !== null) {
+      this.retryOfferLater();
+    }
+    if (frame.code === "already_publishing" && pending !== null) {
+      this.alreadyPublishingRetries += 1;
+      if (this.alreadyPublishingRetries <= ALREADY_PUBLISHING_RETRIES) {
+        this.retryOfferLater();
+      }
     }
     this.emit("error", { code: frame.code, message: frame.message });
   }

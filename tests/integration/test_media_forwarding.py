@@ -1,0 +1,176 @@
+"""Two applications in this event loop, sharing one SQLite file and one Redis, as two
+server processes would: the signaling frames that one passes on to the other, and what
+a Redis restart does to them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio
+
+from core.settings import Settings
+from signaling.forwarding import inbox_channel
+from signaling.nodes import KEY_PREFIX, live_node_key
+from signaling.protocol import ERROR_MESSAGES, ErrorCode
+from tests.support.processes import RedisServer, free_port
+from tests.support.signaling_peers import (
+    EVENT_TIMEOUT_SECS,
+    LiveSetting,
+    Publisher,
+    SignalingClient,
+    Viewer,
+    create_live_setting,
+    serving,
+    start_publishing,
+)
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+# How often a wait for Redis state looks again.
+POLL_INTERVAL_SECS = 0.1
+
+
+@contextlib.asynccontextmanager
+async def two_processes(
+    data_dir: Path, redis_url: str
+) -> AsyncIterator[tuple[LiveSetting, LiveSetting]]:
+    """Serve nodes `node-a` and `node-b`; yield the live setting as seen through each."""
+
+    def settings(node_name: str) -> Settings:
+        return Settings(
+            port=free_port(),
+            data_dir=data_dir,
+            secret_key="test-secret",
+            redis_url=redis_url,
+            node_name=node_name,
+        )
+
+    settings_a, settings_b = settings("node-a"), settings("node-b")
+    async with serving(settings_a) as app_a, serving(settings_b) as app_b:
+        through_a = await create_live_setting(app_a, settings_a.port)
+        through_b = dataclasses.replace(
+            through_a,
+            app=app_b,
+            database=app_b.state.database,
+            base_url=f"http://127.0.0.1:{settings_b.port}",
+            ws_url=f"ws://127.0.0.1:{settings_b.port}",
+        )
+        yield through_a, through_b
+
+
+async def watch_through(
+    setting: LiveSetting, publisher: Publisher
+) -> tuple[SignalingClient, Viewer]:
+    client = await SignalingClient.open(setting.ws_url, setting.live_id, setting.viewer_cookie)
+    viewer = Viewer(publisher.video)
+    await viewer.accept(await client.request_answer("watch", await viewer.offer()))
+    await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+    return client, viewer
+
+
+async def test_media_forwarding_errors_and_end(data_dir: Path, redis_url: str) -> None:
+    """Guards against errors of the media process that never reach a socket of another
+    process, and an `end` that leaves some process's sockets thinking the live is on."""
+    async with two_processes(data_dir, redis_url) as (through_a, through_b):
+        host, publisher = await start_publishing(through_a)
+        watcher, viewer = await watch_through(through_b, publisher)
+        second_tab = await SignalingClient.open(
+            through_b.ws_url, through_b.live_id, through_b.host_cookie
+        )
+
+        # the media process's refusals come back with their code, message and ref
+        second_publisher = Publisher()
+        await second_tab.send(
+            {"type": "publish", "sdp": await second_publisher.offer(), "client_id": "p-2"}
+        )
+        refused = await second_tab.recv_type("error")
+        assert refused["code"] == "already_publishing"
+        assert refused["message"] == ERROR_MESSAGES[ErrorCode.ALREADY_PUBLISHING]
+        assert refused["ref"] == "p-2"
+
+        await watcher.send({"type": "watch", "sdp": "v=0\r\n", "client_id": "w-2"})
+        invalid = await watcher.recv_type("error")
+        assert invalid["code"] == "invalid_sdp"
+        assert invalid["message"]
+        assert invalid["ref"] == "w-2"
+
+        # `end` from the other process ends the live for the sockets of both
+        await second_tab.send({"type": "end"})
+        for socket in (host, watcher, second_tab):
+            ended = await socket.until("state", state="ended")
+            assert ended["ended_at"] is not None
+        await watcher.until("recording", status="ready")
+        assert through_a.app.state.media.sessions == {}
+        assert through_b.app.state.media.sessions == {}
+
+        for socket in (host, watcher, second_tab):
+            await socket.close()
+        for peer in (publisher, second_publisher, viewer):
+            await peer.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it restarts."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def wait_for_owner(client: redis.asyncio.Redis, live_id: int, owner: str) -> None:
+    async with asyncio.timeout(EVENT_TIMEOUT_SECS):
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                if await client.get(live_node_key(live_id)) == owner.encode():
+                    return
+            await asyncio.sleep(POLL_INTERVAL_SECS)
+
+
+async def wait_for_inbox(client: redis.asyncio.Redis, node: str) -> None:
+    """Return once the node listens to its inbox channel again."""
+    channel = KEY_PREFIX + inbox_channel(node)
+    async with asyncio.timeout(EVENT_TIMEOUT_SECS):
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                [(_, listeners)] = await client.pubsub_numsub(channel)
+                if listeners:
+                    return
+            await asyncio.sleep(POLL_INTERVAL_SECS)
+
+
+async def test_media_forwarding_after_redis_restart(data_dir: Path, own_redis: RedisServer) -> None:
+    """Guards against a Redis restart, which empties it, that leaves a live without its
+    media node or sockets that miss the live's state."""
+    client = redis.asyncio.Redis.from_url(own_redis.url)
+    try:
+        async with two_processes(data_dir, own_redis.url) as (through_a, through_b):
+            host, publisher = await start_publishing(through_a)
+            waiting = await SignalingClient.open(
+                through_b.ws_url, through_b.live_id, through_b.viewer_cookie
+            )
+            assert waiting.welcome["state"] == "live"
+            await wait_for_owner(client, through_a.live_id, "node-a")
+
+            own_redis.restart()
+            await wait_for_owner(client, through_a.live_id, "node-a")
+            await wait_for_inbox(client, "node-a")
+            # frames broadcast while Redis was away may be lost: the state comes again
+            await waiting.until("state", state="live")
+
+            viewer = Viewer(publisher.video)
+            await viewer.accept(await waiting.request_answer("watch", await viewer.offer()))
+            await asyncio.wait_for(viewer.first_frame.wait(), EVENT_TIMEOUT_SECS)
+
+            for socket in (host, waiting):
+                await socket.close()
+            for peer in (publisher, viewer):
+                await peer.close()
+    finally:
+        await client.aclose()
