@@ -33,6 +33,7 @@ import mentoring.mail
 import mentoring.routes
 import recordings.routes
 import recordings.service
+import signaling.hls_routes
 import signaling.revocations
 import signaling.router
 import signaling.routes
@@ -50,6 +51,7 @@ from core.settings import (
     DEFAULT_DATA_DIR,
     DEFAULT_HOST,
     DEFAULT_HOST_RECONNECT_GRACE_SECS,
+    DEFAULT_MAX_WEBRTC_VIEWERS,
     DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS,
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
@@ -308,6 +310,7 @@ def create_app(settings: Settings) -> Starlette:
         *mentoring.routes.routes,
         *recordings.routes.routes,
         *signaling.routes.routes,
+        *signaling.hls_routes.routes,
         *chat.routes.routes,
     ]
     app = Starlette(
@@ -340,12 +343,13 @@ def create_app(settings: Settings) -> Starlette:
 
 
 class SecretPathFilter(logging.Filter):
-    """Mask the tokens in uvicorn's access log: those of iCalendar feed paths and of
-    password reset links, each the only credential of what it opens."""
+    """Mask the tokens in uvicorn's access log: those of iCalendar feed paths, of
+    password reset links and of HLS links, each the only credential of what it opens."""
 
     _patterns = (
         (re.compile(r"/calendar/[^/\s.\"]+\.ics"), "/calendar/***.ics"),
         (re.compile(r"/password/reset/[^/\s?\"]+"), "/password/reset/***"),
+        (re.compile(r"(/hls/\d+/\d+/)[^/\s\"]+/"), r"\1***/"),
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -370,6 +374,17 @@ def positive_seconds(raw: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
     return seconds
+
+
+def non_negative_count(raw: str) -> int:
+    """Parse a count for argparse; reject negative and non-integer values."""
+    try:
+        count = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count: {raw!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {raw!r}")
+    return count
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -437,6 +452,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "relay (one encoder per viewer, for comparison); MEDIA_PATH sets the default "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-webrtc-viewers",
+        type=non_negative_count,
+        default=os.environ.get("MAX_WEBRTC_VIEWERS", str(DEFAULT_MAX_WEBRTC_VIEWERS)),
+        metavar="COUNT",
+        help="WebRTC viewers of all lives on this process; the viewers beyond it watch the "
+        "HLS stream, a few seconds behind; MAX_WEBRTC_VIEWERS sets the default "
+        "(default: %(default)s)",
+    )
     mentoring.mail.add_smtp_arguments(parser)
     parser.add_argument(
         "--mentoring-answer-timeout",
@@ -481,6 +505,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         https=arguments.https,
         host_reconnect_grace_secs=arguments.host_reconnect_grace,
         media_path=arguments.media_path,
+        max_webrtc_viewers=arguments.max_webrtc_viewers,
         demo=arguments.demo,
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,

@@ -34,7 +34,8 @@ class Access(enum.StrEnum):
 
     # Anyone, logged in or not.
     PUBLIC = "public"
-    # Anyone holding the secret token in the URL (calendar feed, password reset link).
+    # Anyone holding the secret token in the URL (calendar feed, password reset link,
+    # HLS stream link).
     TOKEN = "token"  # noqa: S105 - the name of a level, not a secret
     # Any logged-in person.
     MEMBER = "member"

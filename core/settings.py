@@ -34,6 +34,11 @@ DEFAULT_MENTORING_SWEEP_INTERVAL_SECS = 60.0
 # rejoin a Wi-Fi network, and short enough that viewers do not wait on a frozen picture
 # for long.
 DEFAULT_HOST_RECONNECT_GRACE_SECS = 60.0
+# WebRTC viewers one media process serves before it sends further viewers to the HLS
+# stream. A generous default, not a measurement: each viewer costs the process the
+# packetizing and encryption of its stream, so an operator sets the figure that the
+# fan-out benchmark (benchmarks/) gives for their machine. 0 sends everyone to HLS.
+DEFAULT_MAX_WEBRTC_VIEWERS = 1000
 
 
 class MediaPath(enum.StrEnum):
@@ -80,6 +85,9 @@ class Settings:
     host_reconnect_grace_secs: float = DEFAULT_HOST_RECONNECT_GRACE_SECS
     # How a live's media reaches its viewers.
     media_path: MediaPath = MediaPath.ENCODE_ONCE
+    # WebRTC viewers of all lives on this media process; further viewers get the HLS
+    # stream instead.
+    max_webrtc_viewers: int = DEFAULT_MAX_WEBRTC_VIEWERS
     # Public origin of the site, used to check WebSocket Origin headers and build
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None
@@ -101,6 +109,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
+        if self.max_webrtc_viewers < 0:
+            raise ValueError(f"max_webrtc_viewers must be 0 or more, got {self.max_webrtc_viewers}")
 
     @property
     def resolved_database_url(self) -> str:
@@ -111,6 +121,11 @@ class Settings:
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    @property
+    def hls_dir(self) -> Path:
+        """The folder of the lives' HLS streams, one subfolder per live."""
+        return self.data_dir / "hls"
 
     @property
     def https_only(self) -> bool:

@@ -37,8 +37,20 @@ class LinkProblem(enum.StrEnum):
     EXPIRED = "expired"
 
 
-def _signer(secret_key: str) -> Signer:
-    return Signer(secret_key, salt=SIGNATURE_SALT, digest_method=hashlib.sha256)
+def _signer(secret_key: str, salt: str) -> Signer:
+    return Signer(secret_key, salt=salt, digest_method=hashlib.sha256)
+
+
+def sign_value(secret_key: str, value: str, salt: str = SIGNATURE_SALT) -> str:
+    """Return the URL-safe signature of `value`; another `salt` makes signatures for
+    another use that never pass for these."""
+    return _signer(secret_key, salt).get_signature(value).decode("ascii")
+
+
+def signature_matches(
+    secret_key: str, value: str, signature: str, salt: str = SIGNATURE_SALT
+) -> bool:
+    return _signer(secret_key, salt).verify_signature(value, signature.encode("ascii", "replace"))
 
 
 def _signed_value(recording_id: int, file: RecordingFile, expires: int) -> str:
@@ -55,8 +67,8 @@ def signed_url(
 ) -> str:
     """Return the path and query of a link to `file` that expires after `lifetime_secs`."""
     expires = int(now if now is not None else time.time()) + lifetime_secs
-    signature = _signer(secret_key).get_signature(_signed_value(recording_id, file, expires))
-    query = urlencode({"expires": expires, "signature": signature.decode("ascii")})
+    signature = sign_value(secret_key, _signed_value(recording_id, file, expires))
+    query = urlencode({"expires": expires, "signature": signature})
     return f"/recordings/{recording_id}/{file.value}?{query}"
 
 
@@ -77,9 +89,7 @@ def check_link(
     if not expires.isascii() or not expires.isdigit() or len(expires) > EXPIRES_MAX_DIGITS:
         return LinkProblem.INVALID
     expires_at = int(expires)
-    if not _signer(secret_key).verify_signature(
-        _signed_value(recording_id, file, expires_at), signature.encode("ascii", "replace")
-    ):
+    if not signature_matches(secret_key, _signed_value(recording_id, file, expires_at), signature):
         return LinkProblem.INVALID
     if expires_at <= (now if now is not None else time.time()):
         return LinkProblem.EXPIRED

@@ -25,7 +25,8 @@ from core.settings import Settings
 from live.lifecycle import InvalidTransitionError, transition
 from live.models import Live, LiveState
 from recordings.models import RecordingStatus
-from signaling.media_fanout import Fanout, ViewerMedia, create_fanout
+from signaling.hls import LiveHls, create_live_hls
+from signaling.media_fanout import EncodeOnceFanout, Fanout, ViewerMedia, create_fanout
 from signaling.peers import PeerRole, ServerPeer
 from signaling.protocol import ErrorCode, ProtocolError
 from signaling.quality import QualityThresholds
@@ -141,6 +142,8 @@ class LiveMediaSession:
         # maps each watching socket to its viewer peer
         self.viewers: dict[Listener, ViewerPeer] = {}
         self.recording: LiveRecording | None = None
+        # the HLS stream, on the encode-once path only
+        self.hls: LiveHls | None = None
         self.tasks = TaskSupervisor(repr(self))
         self._created_monotonic = time.monotonic()
         self._host_lost_monotonic: float | None = None
@@ -285,6 +288,7 @@ class LiveMediaSession:
                 started_at = await self.recording.stop()
             except Exception:
                 logger.exception("%r: the recorder failed to stop", self)
+        await self._stop_hls()
 
         if self.host is not None:
             host, self.host = self.host, None
@@ -315,6 +319,7 @@ class LiveMediaSession:
         )
         self.manager.broadcast(self.live_id, state_frame(live))
         await self._start_recording()
+        await self._start_hls()
 
     async def _start_recording(self) -> None:
         recordings = self.manager.recordings
@@ -332,6 +337,32 @@ class LiveMediaSession:
             recording.finish_in_background(started_at)
             return
         self.recording = recording
+
+    async def _start_hls(self) -> None:
+        if not isinstance(self.fanout, EncodeOnceFanout):
+            logger.info("%r: no HLS stream on the %s path", self, self.manager.settings.media_path)
+            return
+        hls = create_live_hls(self.live_id, self.fanout.broadcast, self.manager.settings.hls_dir)
+        try:
+            await hls.start()
+        except OSError:
+            # the live goes on for its WebRTC viewers
+            logger.exception("%r: the HLS stream could not start", self)
+            await hls.close()
+            return
+        self.hls = hls
+
+    async def _stop_hls(self) -> None:
+        """End the HLS playlists, and delete the files once the last HLS viewers are
+        done with them (at once when the server stops)."""
+        hls, self.hls = self.hls, None
+        if hls is None:
+            return
+        await hls.close()
+        if self.manager.is_closed:
+            await hls.remove_files(0)
+        else:
+            self.manager.tasks.spawn(hls.remove_files(), f"remove {hls!r} files")
 
     def _host_lost(self, peer: ServerPeer) -> None:
         if self.state is MediaSessionState.CLOSED:
@@ -467,6 +498,14 @@ class MediaManager:
                 await session.remove_viewer(listener)
                 await session.host_left(listener)
 
+    def webrtc_viewer_count(self) -> int:
+        """Viewer peers of all lives on this process."""
+        return sum(len(session.viewers) for session in self.sessions.values())
+
+    def is_full(self) -> bool:
+        """Check whether this process serves as many WebRTC viewers as its settings allow."""
+        return self.webrtc_viewer_count() >= self.settings.max_webrtc_viewers
+
     # media
 
     async def publish(self, live_id: int, listener: Listener, offer_sdp: str) -> str:
@@ -505,6 +544,16 @@ class MediaManager:
             session = self.sessions.get(live_id)
             if state is not LiveState.LIVE or session is None or not session.is_watchable:
                 raise ProtocolError(ErrorCode.NOT_LIVE)
+            # NOTE: without an HLS stream (relay path, or its start failed) the cap is
+            # not applied, because the viewer would have nothing to watch.
+            if listener not in session.viewers and session.hls is not None and self.is_full():
+                logger.info(
+                    "%r: user=%s sent to HLS: %d WebRTC viewers on this process",
+                    session,
+                    listener.user_id,
+                    self.webrtc_viewer_count(),
+                )
+                raise ProtocolError(ErrorCode.LIVE_FULL)
             try:
                 return await session.watch(listener, offer_sdp)
             except InvalidOfferError as error:

@@ -30,6 +30,8 @@ class ErrorCode(enum.StrEnum):
     NOT_LIVE = "not_live"
     LIVE_ENDED = "live_ended"
     ALREADY_PUBLISHING = "already_publishing"
+    # the media process serves as many WebRTC viewers as it may: watch the HLS stream
+    LIVE_FULL = "live_full"
 
 
 # Maps each error code to the French sentence shown to the person.
@@ -44,6 +46,7 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_LIVE: "Le live n'a pas encore commencé.",
     ErrorCode.LIVE_ENDED: "Ce live est terminé.",
     ErrorCode.ALREADY_PUBLISHING: "Votre caméra est déjà diffusée dans ce live.",
+    ErrorCode.LIVE_FULL: "Le live est très suivi : vous le regardez en léger différé.",
 }
 
 

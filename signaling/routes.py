@@ -249,7 +249,8 @@ async def read_frames(connection: SignalingConnection, router: Router) -> None:
             await handle_frame(connection, router, text)
         except ProtocolError as error:
             connection.send(error_frame(error))
-            if error.code is ErrorCode.TRY_AGAIN:
+            if error.code in {ErrorCode.TRY_AGAIN, ErrorCode.LIVE_FULL}:
+                # the server's state, not a fault of the client
                 continue
             connection.protocol_errors += 1
             logger.info(

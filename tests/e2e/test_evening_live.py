@@ -109,6 +109,18 @@ def share_session(client: httpx.Client, context: BrowserContext, base_url: str) 
     )
 
 
+def open_page(
+    context: BrowserContext, client: httpx.Client, base_url: str, console: list[str]
+) -> Page:
+    """Return the first page of `context`, logged in with `client`'s session, its
+    console recorded in `console`."""
+    share_session(client, context, base_url)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.pages[0] if context.pages else context.new_page()
+    record_console(page, console)
+    return page
+
+
 def schedule_live(page: Page, base_url: str) -> int:
     """Fill the schedule form for a live starting in ten minutes; return the live's id."""
     start = datetime.now(ZoneInfo("Europe/Paris")) + timedelta(minutes=10)

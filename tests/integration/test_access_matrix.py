@@ -44,6 +44,7 @@ from core.database import utc_now
 from core.routing import Access, access_of, walk_routes
 from core.settings import Settings
 from recordings.links import RecordingFile, signed_url
+from signaling.hls_links import hls_link_prefix
 from tests.support import mentoring_flows as flows
 from tests.support.chat_clients import database_in
 from tests.support.clients import (
@@ -234,6 +235,20 @@ CASES: list[Case] = [
     Case("GET", "/calendar/{token}.ics", lambda w: w.feed_path()),
     Case("GET", "/lives/{live_id:id}/replay", lambda w: f"/lives/{w.live_id}/replay"),
     Case("GET", "/api/lives/{live_id:id}/recording", lambda w: f"/api/lives/{w.live_id}/recording"),
+    Case(
+        "GET",
+        "/api/lives/{live_id:id}/hls",
+        lambda w: f"/api/lives/{w.live_id}/hls",
+        # the live has not started
+        frozenset({409}),
+    ),
+    Case(
+        "GET",
+        "/hls/{live_id:id}/{expires}/{signature}/{name}",
+        lambda w: hls_link_prefix(SECRET_KEY, w.live_id)[0] + "master.m3u8",
+        # the stream starts with the live's media
+        frozenset({404}),
+    ),
     Case(
         "GET",
         "/api/lives/{live_id:id}/replay",

@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio
 
-from core.settings import Settings
+from core.settings import DEFAULT_MAX_WEBRTC_VIEWERS, Settings
 from signaling.forwarding import inbox_channel
 from signaling.nodes import KEY_PREFIX, live_node_key
 from signaling.protocol import ERROR_MESSAGES, ErrorCode
@@ -37,20 +39,23 @@ POLL_INTERVAL_SECS = 0.1
 
 @contextlib.asynccontextmanager
 async def two_processes(
-    data_dir: Path, redis_url: str
+    data_dir: Path, redis_url: str, max_webrtc_viewers_a: int = DEFAULT_MAX_WEBRTC_VIEWERS
 ) -> AsyncIterator[tuple[LiveSetting, LiveSetting]]:
-    """Serve nodes `node-a` and `node-b`; yield the live setting as seen through each."""
+    """Serve nodes `node-a` and `node-b`; yield the live setting as seen through each.
+    `max_webrtc_viewers_a` is the viewer cap of `node-a`."""
 
-    def settings(node_name: str) -> Settings:
+    def settings(node_name: str, max_webrtc_viewers: int) -> Settings:
         return Settings(
             port=free_port(),
             data_dir=data_dir,
             secret_key="test-secret",
             redis_url=redis_url,
             node_name=node_name,
+            max_webrtc_viewers=max_webrtc_viewers,
         )
 
-    settings_a, settings_b = settings("node-a"), settings("node-b")
+    settings_a = settings("node-a", max_webrtc_viewers_a)
+    settings_b = settings("node-b", DEFAULT_MAX_WEBRTC_VIEWERS)
     async with serving(settings_a) as app_a, serving(settings_b) as app_b:
         through_a = await create_live_setting(app_a, settings_a.port)
         through_b = dataclasses.replace(
@@ -138,6 +143,50 @@ async def test_media_forwarding_errors_and_end(data_dir: Path, redis_url: str) -
         await watcher.until("recording", status="ready")
         assert through_a.app.state.media.sessions == {}
         assert through_b.app.state.media.sessions == {}
+
+
+async def test_media_forwarding_live_full_to_hls(data_dir: Path, redis_url: str) -> None:
+    """Guards against a viewer cap that another process than the live's media process
+    does not apply, and an HLS stream that only the media process serves."""
+    async with contextlib.AsyncExitStack() as stack:
+        through_a, through_b = await stack.enter_async_context(
+            two_processes(data_dir, redis_url, max_webrtc_viewers_a=0)
+        )
+        _, publisher = await publish_through(stack, through_a)
+        watcher = await SignalingClient.open(
+            through_b.ws_url, through_b.live_id, through_b.viewer_cookie
+        )
+        stack.push_async_callback(watcher.close)
+        viewer = Viewer(publisher.video)
+        stack.push_async_callback(viewer.close)
+        await watcher.send({"type": "watch", "sdp": await viewer.offer(), "client_id": "w-1"})
+        rejected = await watcher.recv_type("error")
+
+        assert rejected["code"] == "live_full"
+        assert rejected["message"] == ERROR_MESSAGES[ErrorCode.LIVE_FULL]
+        assert rejected["ref"] == "w-1"
+        assert not through_a.app.state.media.sessions[through_a.live_id].viewers
+
+        # node-b hands out the link and serves the playlist that node-a writes
+        headers = {"Cookie": through_b.viewer_cookie}
+        client = httpx.AsyncClient(
+            base_url=through_b.base_url, headers=headers, timeout=EVENT_TIMEOUT_SECS
+        )
+        stack.push_async_callback(client.aclose)
+        deadline = time.monotonic() + EVENT_TIMEOUT_SECS
+        while True:
+            response = await client.get(f"/api/lives/{through_b.live_id}/hls")
+            assert response.status_code == 200, response.text
+            link = response.json()
+            if link["ready"]:
+                break
+            assert time.monotonic() < deadline, "the master playlist never appeared"
+            await asyncio.sleep(POLL_INTERVAL_SECS)
+        master = await client.get(link["master_url"])
+
+        assert master.status_code == 200
+        assert "high.m3u8" in master.text
+        assert "low.m3u8" in master.text
 
 
 async def wait_for_owner(client: redis.asyncio.Redis, live_id: int, owner: str) -> None:

@@ -70,3 +70,35 @@ def test_protocol_doc_lists_close_code(code: int) -> None:
 @pytest.mark.parametrize("frame_type", frame_types())
 def test_protocol_doc_names_frame_type(frame_type: str) -> None:
     assert f"`{frame_type}`" in doc_text()
+
+
+# Error codes with which the server rejects a `publish` or `watch` offer: no answer
+# follows, so the page must close the offer's peer connection or it waits forever.
+OFFER_REJECTION_CODES = [
+    signaling_protocol.ErrorCode.INVALID_SDP,
+    signaling_protocol.ErrorCode.NOT_LIVE,
+    signaling_protocol.ErrorCode.LIVE_ENDED,
+    signaling_protocol.ErrorCode.ALREADY_PUBLISHING,
+    signaling_protocol.ErrorCode.FORBIDDEN,
+    signaling_protocol.ErrorCode.LIVE_FULL,
+    signaling_protocol.ErrorCode.TRY_AGAIN,
+]
+# The list of those codes in the live page's signaling client.
+PAGE_NEGOTIATION_ERRORS = re.compile(r"const negotiationErrors = \[([^\]]*)\]")
+
+
+def page_negotiation_errors() -> set[str]:
+    script = (PROJECT_DIR / "web" / "static" / "signaling.js").read_text()
+    found = PAGE_NEGOTIATION_ERRORS.search(script)
+    assert found is not None, "negotiationErrors not found in web/static/signaling.js"
+    return set(re.findall(r'"(\w+)"', found.group(1)))
+
+
+@pytest.mark.parametrize("code", [code.value for code in OFFER_REJECTION_CODES])
+def test_page_lists_offer_rejection_code(code: str) -> None:
+    assert code in page_negotiation_errors()
+
+
+def test_page_lists_only_signaling_codes() -> None:
+    known = {code.value for code in signaling_protocol.ErrorCode}
+    assert page_negotiation_errors() <= known

@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 import server
-from core.settings import DEFAULT_HOST_RECONNECT_GRACE_SECS, MediaPath, Settings
+from core.settings import (
+    DEFAULT_HOST_RECONNECT_GRACE_SECS,
+    DEFAULT_MAX_WEBRTC_VIEWERS,
+    MediaPath,
+    Settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +80,33 @@ def test_media_path_default_and_choices(
     with pytest.raises(SystemExit):
         server.parse_arguments(["--media-path", "simulcast"])
     assert "--media-path" in capsys.readouterr().err
+
+
+def test_max_webrtc_viewers_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MAX_WEBRTC_VIEWERS", raising=False)
+    assert server.parse_arguments([]).max_webrtc_viewers == DEFAULT_MAX_WEBRTC_VIEWERS
+
+
+def test_max_webrtc_viewers_from_option_and_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MAX_WEBRTC_VIEWERS", "40")
+    assert server.parse_arguments([]).max_webrtc_viewers == 40
+    arguments = server.parse_arguments(["--max-webrtc-viewers", "0", "--data-dir", str(tmp_path)])
+    assert server.settings_from_arguments(arguments).max_webrtc_viewers == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", "mille", ""])
+def test_max_webrtc_viewers_rejects_option(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        server.parse_arguments(["--max-webrtc-viewers", value])
+    assert exited.value.code == 2
+    assert "--max-webrtc-viewers" in capsys.readouterr().err
+
+
+def test_settings_reject_negative_viewer_cap() -> None:
+    with pytest.raises(ValueError, match="max_webrtc_viewers"):
+        Settings(max_webrtc_viewers=-1)
 
 
 def test_node_name_default_names_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@
 import { ChatClient } from "./chat.js";
 import { ChatView } from "./chat-view.js";
 import { ModerationLog } from "./moderation-log.js";
+import { HlsPlayer } from "./hls-player.js";
 import { LiveSignaling, LiveState } from "./signaling.js";
 import { CloseCode } from "./socket.js";
 
@@ -123,6 +124,9 @@ class Stage {
     this.endButton = root.querySelector("[data-stage-end]");
     this.viewers = root.querySelector("[data-stage-viewers]");
     this.unmuteButton = root.querySelector("[data-stage-unmute]");
+    this.note = root.querySelector("[data-stage-note]");
+    // plays the HLS stream once the signaling sends this viewer there
+    this.hlsPlayer = this.isHost ? null : new HlsPlayer(this.video, data.liveId);
     this.endCard = root.querySelector("[data-stage-end-card]");
     this.endTitle = root.querySelector("[data-stage-end-title]");
     this.endPoster = root.querySelector("[data-stage-end-poster]");
@@ -275,6 +279,12 @@ class Stage {
       }
     });
     signaling.addEventListener("publishing", () => this.updateControls());
+    signaling.addEventListener("fallback", ({ detail }) => {
+      this.note.textContent = detail.message;
+      this.note.hidden = false;
+      this.followHls();
+    });
+    this.hlsPlayer?.addEventListener("error", ({ detail }) => this.showError(detail.message));
     signaling.addEventListener("stream", ({ detail }) => {
       if (!this.isHost) {
         this.video.srcObject = detail.stream;
@@ -304,6 +314,22 @@ class Stage {
       this.unmuteButton.hidden = true;
       this.playVideo();
     });
+  }
+
+  /** Plays the HLS stream while the live is on, for a viewer the signaling sent there. */
+  async followHls() {
+    if (this.hlsPlayer === null || !this.signaling.watchingHls) {
+      return;
+    }
+    if (this.signaling.state !== LiveState.LIVE) {
+      this.hlsPlayer.stop();
+      this.note.hidden = true;
+      return;
+    }
+    if (!this.hlsPlayer.isPlaying) {
+      await this.hlsPlayer.start();
+      this.playVideo();
+    }
   }
 
   /** Plays the video; when the browser blocks sound without a click, plays it muted. */
@@ -396,6 +422,7 @@ class Stage {
       this.viewers.hidden = FINISHED_STATES.has(state);
     }
     this.showRecordingLine();
+    this.followHls();
     if (FINISHED_STATES.has(state)) {
       // the server answers read_only to any message from now on
       this.chatView.close();
@@ -551,6 +578,7 @@ if (root !== null) {
     get peerConnection() {
       return stage.signaling.peerConnection;
     },
+    hlsPlayer: stage.hlsPlayer,
   };
   stage.start();
 }

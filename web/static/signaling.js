@@ -12,6 +12,8 @@
 //   "error"        {code, message}         an error frame, or a local failure in French
 //   "retrying"     {code}                  an offer rejected with `try_again`, sent again soon
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
+//   "fallback"     {reason, message}       a viewer should watch the HLS stream instead:
+//                                          reason "live_full" or "unreachable"
 
 import { createPublisherConnection, createViewerConnection, withDeclaredDownlink } from "./peer.js";
 import { ReconnectingSocket } from "./socket.js";
@@ -39,6 +41,12 @@ const ALREADY_PUBLISHING_RETRIES = 6;
 
 const NEGOTIATION_FAILED_MESSAGE =
   "La connexion vidéo n'a pas pu être établie. Vérifiez votre réseau puis réessayez.";
+const UNREACHABLE_MESSAGE =
+  "La connexion vidéo directe n'a pas pu s'établir : vous regardez le live en léger différé.";
+// A viewer's peer connection that has not connected this long after the answer will
+// not: ICE checks between reachable addresses take a few seconds at most. The viewer
+// then watches the HLS stream.
+const VIEWER_CONNECT_TIMEOUT_MS = 20_000;
 
 export class LiveSignaling extends EventTarget {
   /** `path` is the signaling socket's path; `isHost` is true on the host's page, which publishes. */
@@ -57,6 +65,11 @@ export class LiveSignaling extends EventTarget {
     // True from the host's "Démarrer" until the live ends: after a reconnection, or
     // when the peer connection fails, the page publishes again.
     this.wantsToPublish = false;
+    // True once a viewer was sent to the HLS stream: it no longer watches over WebRTC.
+    this.watchingHls = false;
+    this.connectTimer = null;
+    // Whether the current peer connection has reached "connected" once.
+    this.peerConnected = false;
     this.offerRetryTimer = null;
     this.alreadyPublishingRetries = 0;
     this.socket = new ReconnectingSocket(path, {
@@ -172,18 +185,37 @@ export class LiveSignaling extends EventTarget {
       this.peerConnection.close();
     }
     this.peerConnection = peerConnection;
+    this.peerConnected = false;
     peerConnection.addEventListener("connectionstatechange", () =>
       this.handleConnectionState(peerConnection),
     );
     this.emit("peer", { peerConnection });
     if (this.isHost) {
       this.emit("publishing", { publishing: true });
+    } else {
+      clearTimeout(this.connectTimer);
+      this.connectTimer = setTimeout(() => {
+        if (peerConnection === this.peerConnection && peerConnection.connectionState !== "connected") {
+          this.fallBackToHls("unreachable", UNREACHABLE_MESSAGE);
+        }
+      }, VIEWER_CONNECT_TIMEOUT_MS);
     }
   }
 
   /** Starts over when the media path fails while the socket is still up. */
   handleConnectionState(peerConnection) {
-    if (peerConnection !== this.peerConnection || peerConnection.connectionState !== "failed") {
+    if (peerConnection !== this.peerConnection) {
+      return;
+    }
+    if (peerConnection.connectionState === "connected") {
+      this.peerConnected = true;
+    }
+    if (peerConnection.connectionState !== "failed") {
+      return;
+    }
+    if (!this.isHost && !this.peerConnected) {
+      // never connected: the network lets no WebRTC through
+      this.fallBackToHls("unreachable", UNREACHABLE_MESSAGE);
       return;
     }
     console.warn("signaling: the peer connection failed, negotiating a new one");
@@ -203,9 +235,17 @@ export class LiveSignaling extends EventTarget {
       }
       return;
     }
-    if (this.state === LiveState.LIVE) {
+    if (this.state === LiveState.LIVE && !this.watchingHls) {
       this.watch();
     }
+  }
+
+  /** Stops watching over WebRTC and emits "fallback", on which the page plays the HLS stream. */
+  fallBackToHls(reason, message) {
+    console.warn("signaling: watching the HLS stream (%s)", reason);
+    this.watchingHls = true;
+    this.closePeerConnections();
+    this.emit("fallback", { reason, message });
   }
 
   /** Offers again after OFFER_RETRY_DELAY_MS, once, if the live still calls for it. */
@@ -220,6 +260,7 @@ export class LiveSignaling extends EventTarget {
   }
 
   closePeerConnections() {
+    clearTimeout(this.connectTimer);
     const hadPeerConnection = this.peerConnection !== null;
     if (this.peerConnection !== null) {
       this.peerConnection.close();
@@ -310,6 +351,7 @@ export class LiveSignaling extends EventTarget {
       "live_ended",
       "already_publishing",
       "forbidden",
+      "live_full",
       "try_again",
     ];
     if (pending !== null && negotiationErrors.includes(frame.code)) {
@@ -317,6 +359,10 @@ export class LiveSignaling extends EventTarget {
       pending.close();
       this.pendingPeerConnection = null;
       this.offerInProgress = false;
+    }
+    if (frame.code === "live_full") {
+      this.fallBackToHls("live_full", frame.message);
+      return;
     }
     if (frame.code === "not_live" && !this.isHost) {
       // the viewer watches again once a state frame reports the live as started
