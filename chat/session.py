@@ -33,7 +33,7 @@ from chat.text import TEXT_MAX_CHARS, InvalidTextError, clean_text
 from core.origins import origin_allowed
 from core.routing import Access
 from core.settings import Settings
-from core.web import current_user
+from core.web import ID_MAX, current_user
 from core.websocket import FRAME_WRITER_EXTENSION, FrameWriter, encode_text_frame
 
 logger = logging.getLogger(__name__)
@@ -77,16 +77,20 @@ class SessionState(enum.StrEnum):
     CLOSED = "closed"
 
 
-def integer_field(frame: dict[str, Any], name: str, minimum: int) -> int | None:
+def integer_field(
+    frame: dict[str, Any], name: str, minimum: int, maximum: int | None = None
+) -> int | None:
     """Return the frame's integer field `name`, None when absent or null.
 
     Raise ChatError(invalid_frame) for any other type (JSON's true and false
-    included) or a value below `minimum`.
+    included) or a value below `minimum` or above `maximum`.
     """
     value = frame.get(name)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ChatError(ErrorCode.INVALID_FRAME)
+    if maximum is not None and value > maximum:
         raise ChatError(ErrorCode.INVALID_FRAME)
     return value
 
@@ -161,7 +165,12 @@ class ChatSession:
         # The handshake is always accepted, so that a browser can read the close code.
         await self.websocket.accept()
         started = time.monotonic()
-        close_code = await self._open()
+        try:
+            close_code = await self._open()
+        except WebSocketDisconnect:
+            # The client went away before its welcome frame: nothing to clean up.
+            logger.info("chat session channel=%r: client left before welcome", self.channel)
+            return
         if close_code is not None:
             await self._close(close_code)
             return
@@ -408,7 +417,7 @@ class ChatSession:
         await self.service.delete(self.channel, self.person, seq)
 
     async def _on_mute(self, frame: dict[str, Any]) -> None:
-        user_id = integer_field(frame, "user_id", minimum=1)
+        user_id = integer_field(frame, "user_id", minimum=1, maximum=ID_MAX)
         if user_id is None or self.person is None:
             raise ChatError(ErrorCode.INVALID_FRAME)
         self._take_write_token()
@@ -416,7 +425,7 @@ class ChatSession:
         await self.service.moderation.mute(self.channel, self.person, user_id)
 
     async def _on_unmute(self, frame: dict[str, Any]) -> None:
-        user_id = integer_field(frame, "user_id", minimum=1)
+        user_id = integer_field(frame, "user_id", minimum=1, maximum=ID_MAX)
         if user_id is None or self.person is None:
             raise ChatError(ErrorCode.INVALID_FRAME)
         self._take_write_token()

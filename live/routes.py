@@ -264,10 +264,13 @@ async def unregister(request: Request) -> Response:
     user, live_id = await _user_for_action(request)
     if user is None:
         return _log_in_first(live_id)
-    async with database_of(request).session() as session:
-        if await service.get_live(session, live_id) is None:
-            raise HTTPException(404, LIVE_NOT_FOUND)
-        await service.unregister(session, live_id, user.id)
+    try:
+        async with database_of(request).session() as session:
+            await service.unregister(session, live_id, user.id)
+    except LiveError as error:
+        if error.code == "live_not_found":
+            raise HTTPException(404, LIVE_NOT_FOUND) from error
+        return await _render_live_page(request, live_id, error=error.message, status_code=409)
     return RedirectResponse(f"/lives/{live_id}", status_code=303)
 
 

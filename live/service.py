@@ -500,7 +500,19 @@ async def register(session: AsyncSession, live_id: int, user_id: int) -> bool:
 
 
 async def unregister(session: AsyncSession, live_id: int, user_id: int) -> bool:
-    """Remove `user_id`'s registration and return True, or False when there was none."""
+    """Remove `user_id`'s registration and return True, or False when there was none.
+
+    Refused once the live has ended: the registration then gives access to the chat
+    history, and registering again is no longer possible.
+    """
+    live = await session.get(Live, live_id)
+    if live is None:
+        raise LiveError("live_not_found", "Ce live n'existe pas.")
+    if live.state is LiveState.ENDED:
+        raise LiveError(
+            "live_ended",
+            "Ce live est terminé : votre inscription reste, pour garder l'accès à sa discussion.",
+        )
     registration = await session.scalar(
         select(Registration).where(Registration.live_id == live_id, Registration.user_id == user_id)
     )

@@ -412,12 +412,9 @@ class MentoringService:
                     request_id,
                     mentor_id,
                 )
-                raise MentoringError(
-                    "not_addressed_to_you",
-                    "Cette demande ne vous est pas adressée : seul le mentor sollicité peut "
-                    "l'accepter ou la décliner.",
-                    ErrorKind.FORBIDDEN,
-                )
+                # The same answer as for a missing request, so that a stranger cannot
+                # learn which request ids exist.
+                raise REQUEST_NOT_FOUND
             attempt = await self._pending_attempt(session, request_id)
             if attempt is None or attempt.mentor_id != mentor_id:
                 raise _no_longer_waiting()

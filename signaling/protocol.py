@@ -64,6 +64,10 @@ class CloseCode(enum.IntEnum):
 
 
 # Maps each close code the endpoint sends to its French reason (at most 123 bytes).
+# The reason of a 4403 close for a socket opened from another site's page, where the
+# usual 4403 reason (register for the live) would mislead.
+FOREIGN_ORIGIN_REASON = "Connexion refusée : ouvrez le live depuis une page du site."
+
 CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.NORMAL: "Live terminé.",
     CloseCode.GOING_AWAY: "Le serveur redémarre.",
@@ -117,7 +121,8 @@ def parse_client_frame(text: str) -> ClientFrame:
         raise ProtocolError(ErrorCode.TOO_LARGE)
     try:
         value: Any = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError covers JSONDecodeError and an integer past Python's digit limit.
         raise ProtocolError(ErrorCode.INVALID_JSON) from error
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.INVALID_JSON)

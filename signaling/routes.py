@@ -21,6 +21,7 @@ from signaling.media import MediaManager
 from signaling.peers import PeerRole
 from signaling.protocol import (
     CLOSE_REASONS,
+    FOREIGN_ORIGIN_REASON,
     PROTOCOL_ERRORS_MAX,
     ClientFrame,
     CloseCode,
@@ -133,8 +134,8 @@ class SignalingConnection:
                 return
 
 
-async def close_at_once(websocket: WebSocket, code: CloseCode) -> None:
-    await websocket.close(code.value, CLOSE_REASONS[code])
+async def close_at_once(websocket: WebSocket, code: CloseCode, reason: str | None = None) -> None:
+    await websocket.close(code.value, reason or CLOSE_REASONS[code])
 
 
 async def signaling_endpoint(websocket: WebSocket) -> None:
@@ -148,7 +149,7 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
         logger.warning(
             "signaling rejected: origin %r client=%s", websocket.headers.get("origin"), client
         )
-        await close_at_once(websocket, CloseCode.NOT_ALLOWED)
+        await close_at_once(websocket, CloseCode.NOT_ALLOWED, FOREIGN_ORIGIN_REASON)
         return
     user = await current_user(websocket)
     if user is None:

@@ -98,7 +98,7 @@ RELATIONS: dict[Access, tuple[frozenset[str], Outcome]] = {
     Access.LIVE_HOST: (frozenset({"host"}), Outcome.FORBIDDEN),
     Access.CONVERSATION_MEMBER: (frozenset({"mentor", "mentee"}), Outcome.NOT_FOUND),
     Access.REQUEST_MENTEE: (frozenset({"mentee"}), Outcome.NOT_FOUND),
-    Access.REQUEST_MENTOR: (frozenset({"mentor"}), Outcome.FORBIDDEN),
+    Access.REQUEST_MENTOR: (frozenset({"mentor"}), Outcome.NOT_FOUND),
     Access.OPERATOR: (frozenset({"operator"}), Outcome.FORBIDDEN),
 }
 # Channel levels depend on the channel's owner: a live's channel refuses outsiders

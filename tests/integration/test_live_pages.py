@@ -369,6 +369,27 @@ async def test_unregister_through_form(signed_up: SignUp, database: Database) ->
     assert await count_registrations(database, live_id) == 0
 
 
+async def test_unregister_after_end_keeps_registration(
+    signed_up: SignUp, database: Database
+) -> None:
+    """Guards against an attendee who unregisters from an ended live and so loses its
+    chat history for good, since registering again is refused once it has ended."""
+    host = signed_up(new_account("Claire"))
+    colleague = signed_up(new_account("Paul"))
+    live_id = schedule_through_form(host, unique_title("Trop tard"))
+    assert post_with_csrf(colleague, f"/lives/{live_id}", f"/lives/{live_id}/register").is_redirect
+    page = colleague.get(f"/lives/{live_id}")
+    await move_live(database, live_id, LiveState.LIVE, LiveState.ENDED)
+
+    response = colleague.post(
+        f"/lives/{live_id}/unregister", data={"csrf_token": csrf_from(page.text)}
+    )
+
+    assert response.status_code == 409
+    assert "Ce live est terminé : votre inscription reste" in page_text(response)
+    assert await count_registrations(database, live_id) == 1
+
+
 async def test_logged_out_visitor_sees_notice(signed_up: SignUp, visitor: httpx.Client) -> None:
     host = signed_up(new_account("Claire"))
     live_id = schedule_through_form(host, unique_title("Public"))

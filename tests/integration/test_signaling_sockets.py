@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from signaling.protocol import FOREIGN_ORIGIN_REASON
 from tests.support.signaling_peers import SignalingClient, running_live
 
 SITE_URL = "https://veillee.example.org"
@@ -62,3 +63,4 @@ async def test_signaling_origin_checked_against_site(data_dir: Path) -> None:
                 setting.ws_url, setting.live_id, setting.viewer_cookie, origin=origin
             )
             assert await refused.close_code() == 4403, origin
+            assert refused.close_reason == FOREIGN_ORIGIN_REASON

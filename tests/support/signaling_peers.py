@@ -353,6 +353,8 @@ class SignalingClient:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.welcome: dict[str, Any] = {}
+        # the reason of the server's close frame, once close_code() has read it
+        self.close_reason: str | None = None
 
     @classmethod
     async def connect(
@@ -411,6 +413,7 @@ class SignalingClient:
             while True:
                 await asyncio.wait_for(self.connection.recv(), timeout)
         except ConnectionClosed as closed:
+            self.close_reason = closed.rcvd.reason if closed.rcvd is not None else None
             return closed.rcvd.code if closed.rcvd is not None else None
 
     async def close(self) -> None:

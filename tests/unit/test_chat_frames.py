@@ -15,6 +15,7 @@ from chat.errors import FRAME_MAX_BYTES, ChatError, ErrorCode
 from chat.log import dump_frame
 from chat.session import integer_field, parse_frame
 from chat.text import TEXT_MAX_CHARS, InvalidTextError, clean_text, is_noncharacter
+from core.web import ID_MAX
 from tests.support.fuzz import fuzz_examples, json_values
 
 pytestmark = pytest.mark.fuzz
@@ -73,6 +74,16 @@ def test_parse_frame_any_text(text: str) -> None:
     answer = json.loads(sent.decode())
     assert answer["code"] == "invalid_frame"
     assert answer.get("ref") == ref
+
+
+@pytest.mark.parametrize("value", [ID_MAX + 1, 2**63, 10**30])
+def test_integer_field_above_maximum_invalid(value: int) -> None:
+    """Guards against a user id past the database's integer range that reached a query
+    and closed the host's socket with 1011."""
+    with pytest.raises(ChatError) as caught:
+        integer_field({"user_id": value}, "user_id", minimum=1, maximum=ID_MAX)
+
+    assert caught.value.code is ErrorCode.INVALID_FRAME
 
 
 @settings(max_examples=EXAMPLES)

@@ -254,9 +254,8 @@ async def test_accept_by_someone_not_asked_rejected(desk: Desk) -> None:
     for intruder in ("Karim", "Ines", "Lea"):
         with pytest.raises(MentoringError) as caught:
             await desk.service.answer_request(desk.id(intruder), request.id, accept=True)
-        assert caught.value.code == "not_addressed_to_you"
-        assert caught.value.kind is ErrorKind.FORBIDDEN
-        assert "ne vous est pas adressée" in caught.value.message
+        assert caught.value.code == "request_not_found"
+        assert caught.value.kind is ErrorKind.NOT_FOUND
 
     assert await desk.count(Mentorship) == 0
     assert await desk.request_status(request.id) is RequestStatus.PENDING

@@ -120,6 +120,7 @@ async def test_peer_answer_any_offer(sdp: str, purpose: OfferPurpose) -> None:
 @example(text='{"type": "watch", "sdp": " \\r\\n", "client_id": "\\ud800"}')
 @example(text="[" * 5000 + "]" * 5000)
 @example(text='{"type": "ping", "client_id": "' + "a" * 65 + '"}')
+@example(text='{"type": "ping", "x": ' + "7" * 4301 + "}")
 def test_parse_client_frame_any_text(text: str) -> None:
     """Every text frame parses to a ClientFrame or to a documented error whose frame
     is JSON, and `ref` repeats only a well-formed client_id."""
