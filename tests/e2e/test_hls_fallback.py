@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.e2e.browser import FakeMedia, launch_chromium
+from tests.e2e.browser import FakeMedia, launch_chromium, wait_for_predicate
 from tests.e2e.test_evening_live import HOST, MEDIA_TIMEOUT_MS, VIEWER, open_page
 from tests.support.clients import register_for_live, schedule_live, sign_up
 from tests.support.processes import ServerProcess
@@ -50,6 +50,7 @@ FRAMES_DECODED_GROWTH = 40
 TOTAL_VIDEO_FRAMES_JS = (
     "document.querySelector('[data-stage-video]').getVideoPlaybackQuality().totalVideoFrames"
 )
+FRAMES_DECODED_ABOVE_JS = f"(minimum) => {TOTAL_VIDEO_FRAMES_JS} > minimum"
 
 
 def serve(data_dir: Path, extra_args: list[str]) -> Iterator[ServerProcess]:
@@ -123,11 +124,11 @@ def watch_until_hls_plays(
 
 
 def assert_video_keeps_decoding(page: Page) -> None:
-    page.wait_for_function(f"{TOTAL_VIDEO_FRAMES_JS} > 0", timeout=HLS_TIMEOUT_MS)
+    # wait_for_predicate, not wait_for_function: the site's CSP forbids evaluating strings
+    wait_for_predicate(page, FRAMES_DECODED_ABOVE_JS, 0, HLS_TIMEOUT_MS)
     first_count: int = page.evaluate(TOTAL_VIDEO_FRAMES_JS)
-    page.wait_for_function(
-        f"{TOTAL_VIDEO_FRAMES_JS} > {first_count + FRAMES_DECODED_GROWTH}",
-        timeout=HLS_TIMEOUT_MS,
+    wait_for_predicate(
+        page, FRAMES_DECODED_ABOVE_JS, first_count + FRAMES_DECODED_GROWTH, HLS_TIMEOUT_MS
     )
     assert page.evaluate("document.querySelector('[data-stage-video]').videoWidth") > 0
 
