@@ -81,7 +81,7 @@ from signaling.protocol import CloseCode as SignalingCloseCode
 logger = logging.getLogger("veillee.server")
 
 # The French sentence shown for a request that failed because the database cannot be
-# reached. The 503 response asks clients to retry after UNAVAILABLE_RETRY_AFTER_SECS.
+# reached. The 503 response's Retry-After header is UNAVAILABLE_RETRY_AFTER_SECS.
 UNAVAILABLE_MESSAGE = "Le service est momentanément indisponible. Réessayez dans quelques instants."
 UNAVAILABLE_RETRY_AFTER_SECS = 5
 

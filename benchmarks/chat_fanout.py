@@ -444,7 +444,7 @@ HEADLINE_FIELDS = ("max_delivered_per_second", "p50_ms", "p99_ms", "server_cpu_u
 
 
 def headline(results: dict[str, Any], systems: list[str]) -> dict[str, Any]:
-    """Return each system's medians under HEADLINE_FIELDS, as chat.json holds them."""
+    """Return each system's medians under HEADLINE_FIELDS, in the layout of chat.json."""
     return {system: {key: results[system][key] for key in HEADLINE_FIELDS} for system in systems}
 
 

@@ -41,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 # Decoded frames may wait this many for the encoder thread. Frames reach the event loop
 # in bursts when it is busy, so a single slot would drop the first of two frames that
-# arrive together; above it the oldest waiting frame is dropped, which bounds the delay
-# the backlog adds to 4 frames (133 ms at 30 frames per second).
+# arrive together. Above it the oldest waiting frame is dropped, so the backlog delays
+# frames by at most 4 frames (133 ms at 30 frames per second).
 ENCODER_BACKLOG_FRAMES = 4
 
 

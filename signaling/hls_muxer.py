@@ -116,8 +116,8 @@ class VariantMuxer:
                 # loading it. Write each segment under a temporary name and rename it
                 # once complete, so the server never sends half of one.
                 "hls_flags": "delete_segments+independent_segments+temp_file",
-                # the interleaver holds packets until each stream has one; without a
-                # limit, a video stall would hold 10 s of audio back
+                # the interleaver keeps packets until each stream has one, so without
+                # a limit a video stall would delay 10 s of audio
                 "max_interleave_delta": "1000000",  # microseconds
             },
         )

@@ -2,7 +2,7 @@
 and the stream's files for anyone holding a valid link (docs/protocol.md, "HLS stream").
 
 The files need no session cookie, so that an HTTP cache or CDN in front of the service
-can store and serve them: the signed link is their only credential, and the cache
+can store and serve them. The signed link is their only credential, and the cache
 keeps each file for no longer than its link stays valid.
 """
 

@@ -5,9 +5,8 @@ shared too. The clock forces one at least every 2 s, for seeking in the replay a
 bound what a lost packet spoils. A new consumer requests one: a viewer who joins or
 changes quality, or the recorder starting. So do viewers' picture loss reports (RTCP
 PLI and FIR). Requests are rate-limited, so that many viewers requesting at once cost
-one keyframe, because a keyframe is several times the size of a predicted frame (3 to
-10 times in the shared encoder's output at 640x360) and goes to every viewer of the
-layer.
+one keyframe. A keyframe goes to every viewer of the layer and is several times the
+size of a predicted frame (3 to 10 times in the shared encoder's output at 640x360).
 """
 
 from __future__ import annotations

@@ -240,8 +240,8 @@ class LeanRtpSender:
             getattr(self.sender, f"_RTCRtpSender__{counter}")
 
     def send(self, packet: Packet[Any]) -> bool:
-        """Send `packet`'s payloads; return False, sending nothing, when the socket
-        still holds more than SOCKET_BACKLOG_MAX_BYTES unsent."""
+        """Send `packet`'s payloads and return True. Return False, sending nothing,
+        when the socket still has more than SOCKET_BACKLOG_MAX_BYTES unsent."""
         info = packet.opaque
         if not isinstance(info, PacketizedFrame):
             raise TypeError(f"{self!r}: the packet has no RTP payloads: {info!r}")

@@ -1,6 +1,6 @@
-"""The HLS stream of a live with a real aiortc publisher: the viewer beyond the WebRTC
-cap is sent to HLS, the playlists appear, the segments decode to the publisher's
-numbered pictures and its audio, and the links are refused to strangers, when expired,
+"""The HLS stream of a live with a real aiortc publisher. The viewer beyond the WebRTC
+cap is sent to HLS, the playlists appear, and the segments decode to the publisher's
+numbered pictures and its audio. The links are refused to strangers, and when expired,
 altered or used for another live. Waits poll the server with a deadline and count
 frames; none sleeps a fixed time."""
 

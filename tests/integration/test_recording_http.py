@@ -285,8 +285,8 @@ async def test_video_unsatisfiable_range_is_416(
 async def test_video_range_in_another_unit_sends_whole_file(
     member: httpx.AsyncClient, ready: ReadyRecording, header: str
 ) -> None:
-    """Guards against a 400 for a Range unit the server does not know: RFC 9110 section
-    14.2 asks for the whole file instead."""
+    """Guards against a 400 for a Range unit the server does not know. Under RFC 9110
+    section 14.2 a server ignores such a header and sends the whole file."""
     response = await member.get(video_link(ready.id), headers={"Range": header})
 
     assert response.status_code == 200
