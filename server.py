@@ -44,6 +44,7 @@ from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
 from core.database import UNAVAILABLE_ERROR_TYPES, Database, is_unavailable
 from core.headers import SecurityHeadersMiddleware
+from core.http_protocol import BoundedHeadHttpProtocol
 from core.mail import Mailer
 from core.routing import Access, Mount, Route
 from core.sessions import SessionCookieMiddleware
@@ -55,12 +56,14 @@ from core.settings import (
     DEFAULT_MENTORING_ANSWER_TIMEOUT_SECS,
     DEFAULT_MENTORING_SWEEP_INTERVAL_SECS,
     DEFAULT_PORT,
+    DEFAULT_SIGNALING_SOCKETS_PER_PERSON,
     MediaPath,
     Settings,
     default_node_name,
     load_secret_key,
     parse_ice_servers,
 )
+from core.socket_counts import SocketCounts
 from core.web import (
     WEB_DIR,
     LoginRequired,
@@ -339,6 +342,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.database = database
     app.state.templates = templates
+    app.state.signaling_sockets = SocketCounts(settings.signaling_sockets_per_person)
     return app
 
 
@@ -384,6 +388,14 @@ def non_negative_count(raw: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid count: {raw!r}") from None
     if count < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {raw!r}")
+    return count
+
+
+def positive_count(raw: str) -> int:
+    """Parse a count of at least 1 for argparse."""
+    count = non_negative_count(raw)
+    if count == 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {raw!r}")
     return count
 
 
@@ -461,6 +473,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "HLS stream, a few seconds behind; MAX_WEBRTC_VIEWERS sets the default "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--signaling-sockets-per-person",
+        type=positive_count,
+        default=os.environ.get(
+            "SIGNALING_SOCKETS_PER_PERSON", str(DEFAULT_SIGNALING_SOCKETS_PER_PERSON)
+        ),
+        metavar="COUNT",
+        help="signaling sockets one person may open on one live in this process; one more "
+        "is closed with 4429; SIGNALING_SOCKETS_PER_PERSON sets the default "
+        "(default: %(default)s)",
+    )
     mentoring.mail.add_smtp_arguments(parser)
     parser.add_argument(
         "--mentoring-answer-timeout",
@@ -506,6 +529,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
         host_reconnect_grace_secs=arguments.host_reconnect_grace,
         media_path=arguments.media_path,
         max_webrtc_viewers=arguments.max_webrtc_viewers,
+        signaling_sockets_per_person=arguments.signaling_sockets_per_person,
         demo=arguments.demo,
         smtp=mentoring.mail.smtp_settings_from(arguments),
         mentoring_answer_timeout_secs=arguments.mentoring_answer_timeout,
@@ -522,6 +546,8 @@ def uvicorn_config(app: Starlette, host: str, port: int, log_level: str) -> uvic
         port=port,
         log_level=log_level,
         ws_max_size=64 * 1024,
+        # Answers 431 to a request line and headers above 16 KiB (core.http_protocol).
+        http=BoundedHeadHttpProtocol,
         # Offers the chat a writer of frames encoded once per process (core.websocket).
         ws=FrameWebSocketProtocol,
         # NOTE: permessage-deflate stays off although browsers offer it. A chat event

@@ -63,7 +63,7 @@ async def signup(request: Request) -> Response:
                 email=values["email"],
                 display_name=values["display_name"],
                 password=str(form.get("password", "")),
-                time_zone=values["time_zone"] or "Europe/Paris",
+                time_zone=values["time_zone"],
             )
     except AccountError as error:
         context = {

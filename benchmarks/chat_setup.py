@@ -34,6 +34,7 @@ from fanout_clients import Endpoint, WorkerSpec, worker_main  # noqa: E402
 from core.database import Database  # noqa: E402
 from tests.support.chat_clients import create_live, create_people, database_in  # noqa: E402
 from tests.support.processes import (  # noqa: E402
+    SOCKETS_PER_SHARED_ACCOUNT,
     STARTUP_TIMEOUT_SECS,
     ServerProcess,
     free_port,
@@ -105,7 +106,11 @@ class OursCluster:
         cls, processes: int, people: int, redis_url: str | None, database_url: str | None = None
     ) -> OursCluster:
         data_dir = Path(tempfile.mkdtemp(prefix="veillee-bench-"))
-        env = {"SECRET_KEY": SECRET_KEY}
+        # The media viewers of the soak test share one account's cookie.
+        env = {
+            "SECRET_KEY": SECRET_KEY,
+            "SIGNALING_SOCKETS_PER_PERSON": str(SOCKETS_PER_SHARED_ACCOUNT),
+        }
         if database_url:
             env["DATABASE_URL"] = database_url
         first = ServerProcess(data_dir, redis_url=redis_url, extra_env=env)

@@ -34,7 +34,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
 
 from accounts import service as accounts_service  # noqa: E402
 from tests.support.chat_clients import create_live, database_in  # noqa: E402
-from tests.support.processes import ServerProcess  # noqa: E402
+from tests.support.processes import SOCKETS_PER_SHARED_ACCOUNT, ServerProcess  # noqa: E402
 from tests.support.signaling_peers import (  # noqa: E402
     PASSWORD,
     Publisher,
@@ -231,7 +231,10 @@ async def measure(
 async def run_benchmark(viewer_counts: list[int], seconds: float) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="veillee-media-cpu-") as folder:
         data_dir = Path(folder) / "data"
-        server = ServerProcess(data_dir)
+        # every viewer peer uses the same account's cookie
+        server = ServerProcess(
+            data_dir, extra_env={"SIGNALING_SOCKETS_PER_PERSON": str(SOCKETS_PER_SHARED_ACCOUNT)}
+        )
         try:
             database = database_in(data_dir)
             async with database.session() as session:

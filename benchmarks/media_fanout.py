@@ -48,7 +48,6 @@ import math
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,10 +69,11 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack  # noqa: E402
 from av.video.frame import VideoFrame  # noqa: E402
+from media_viewers import ViewerProcess  # noqa: E402
 
 from accounts import service as accounts_service  # noqa: E402
 from tests.support.chat_clients import create_live, database_in  # noqa: E402
-from tests.support.processes import ServerProcess  # noqa: E402
+from tests.support.processes import SOCKETS_PER_SHARED_ACCOUNT, ServerProcess  # noqa: E402
 from tests.support.signaling_peers import (  # noqa: E402
     PASSWORD,
     Publisher,
@@ -93,7 +93,6 @@ WARMUP_SECS = 3.0
 VIEWERS_PER_PROCESS = 50
 # Connecting 50 viewers takes about 10 s on an idle 2-core machine; this is for a busy one.
 VIEWERS_READY_TIMEOUT_SECS = 240.0
-REPORT_TIMEOUT_SECS = 30.0
 # The delivery the benchmark requires of a step, as a share of the frames sent.
 MIN_DELIVERED_RATIO = 0.99
 # Below this share of frames delivered, a step tells too little to go on to the next.
@@ -212,56 +211,6 @@ def load_average() -> list[float]:
     return [float(value) for value in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-class ViewerProcess:
-    """benchmarks/media_viewers.py with `count` viewers, talking over stdin and stdout."""
-
-    def __init__(self, ws_url: str, live_id: int, cookie: str, count: int) -> None:
-        self.count = count
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(PROJECT_DIR / "benchmarks" / "media_viewers.py"),
-                "--ws-url",
-                ws_url,
-                "--live-id",
-                str(live_id),
-                "--count",
-                str(count),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "VEILLEE_BENCHMARK_COOKIE": cookie},
-            text=True,
-        )
-
-    async def read_line(self, timeout_secs: float) -> str:
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout_secs)
-        if not line:
-            raise RuntimeError(f"viewer process exited with code {self.process.wait()}")
-        return line.strip()
-
-    async def report(self) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write("report\n")
-        self.process.stdin.flush()
-        report: dict[str, Any] = json.loads(await self.read_line(REPORT_TIMEOUT_SECS))
-        return report
-
-    def cpu_secs(self) -> float:
-        return process_cpu_secs(self.process.pid)
-
-    def stop(self) -> None:
-        """Close stdin, which ends the process; kill it by its PID if it lingers."""
-        if self.process.stdin is not None and not self.process.stdin.closed:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @dataclass
 class Point:
     path: str
@@ -321,7 +270,7 @@ async def measure(
     pin_server(server)
     server_before = process_cpu_secs(server.process.pid)
     wait_before = runqueue_wait_ns(server.process.pid)
-    receivers_before = sum(viewer.cpu_secs() for viewer in viewers)
+    receivers_before = sum(process_cpu_secs(viewer.process.pid) for viewer in viewers)
     own_before = own_cpu_secs()
     ticks_before = cpu_jiffies()
     started = time.monotonic()
@@ -331,7 +280,9 @@ async def measure(
     elapsed = time.monotonic() - started
     server_cpu = process_cpu_secs(server.process.pid) - server_before
     server_wait = runqueue_wait_secs_between(wait_before, runqueue_wait_ns(server.process.pid))
-    receivers_cpu = sum(viewer.cpu_secs() for viewer in viewers) - receivers_before
+    receivers_cpu = (
+        sum(process_cpu_secs(viewer.process.pid) for viewer in viewers) - receivers_before
+    )
     own_cpu = own_cpu_secs() - own_before
     ticks_after = cpu_jiffies()
     sent = video.frames_sent - sent_before
@@ -398,8 +349,11 @@ async def run_path(
     and the points."""
     with tempfile.TemporaryDirectory(prefix="veillee-media-fanout-") as folder:
         data_dir = Path(folder) / "data"
+        # every viewer uses the same account's cookie
         server = ServerProcess(
-            data_dir, extra_args=["--media-path", path, "--log-level", "WARNING"]
+            data_dir,
+            extra_args=["--media-path", path, "--log-level", "WARNING"],
+            extra_env={"SIGNALING_SOCKETS_PER_PERSON": str(SOCKETS_PER_SHARED_ACCOUNT)},
         )
         pin_server(server)
         viewers: list[ViewerProcess] = []

@@ -1,9 +1,9 @@
-"""Light viewers for benchmarks/media_fanout.py: aiortc peers that count the video frames
-they receive complete, without decoding them.
+"""Light viewers for benchmarks/media_fanout.py and the soak test: aiortc peers that
+count the video frames they receive complete, without decoding them.
 
     python benchmarks/media_viewers.py --ws-url ws://127.0.0.1:PORT --live-id N --count 50
 
-Started by media_fanout.py with the session cookie in VEILLEE_BENCHMARK_COOKIE. Each
+Started through `ViewerProcess`, with the session cookie in VEILLEE_BENCHMARK_COOKIE. Each
 viewer opens a signaling socket, sends `watch` and negotiates a real peer connection
 (ICE, DTLS, SRTP), so the server does for it what it does for a browser. Only the
 receiving end is cut short. Each RTP packet is counted from its 12-byte header, which
@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -56,6 +57,8 @@ RTP_FIRST_BYTES = range(128, 192)
 RTCP_SECOND_BYTES = range(192, 224)
 VIDEO_CLOCK_RATE = 90_000
 AUDIO_CLOCK_RATE = 48_000
+# How long the driving process waits for the reply to a `report` line.
+REPORT_TIMEOUT_SECS = 30.0
 
 
 @dataclass
@@ -213,6 +216,56 @@ async def serve(ws_url: str, live_id: int, cookie: str, count: int) -> None:
 
     for viewer in viewers:
         await viewer.close()
+
+
+class ViewerProcess:
+    """A process of `count` light viewers of this module, driven over its stdin and
+    stdout."""
+
+    def __init__(self, ws_url: str, live_id: int, cookie: str, count: int) -> None:
+        self.count = count
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--ws-url",
+                ws_url,
+                "--live-id",
+                str(live_id),
+                "--count",
+                str(count),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "VEILLEE_BENCHMARK_COOKIE": cookie},
+            text=True,
+        )
+
+    async def read_line(self, timeout_secs: float) -> str:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout_secs)
+        if not line:
+            raise RuntimeError(f"viewer process exited with code {self.process.wait()}")
+        return line.strip()
+
+    async def report(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write("report\n")
+        self.process.stdin.flush()
+        report: dict[str, Any] = json.loads(await self.read_line(REPORT_TIMEOUT_SECS))
+        return report
+
+    def stop(self) -> None:
+        """Close stdin, which ends the process; kill it by its PID if it lingers."""
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def main() -> int:

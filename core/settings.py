@@ -39,6 +39,11 @@ DEFAULT_HOST_RECONNECT_GRACE_SECS = 60.0
 # packetizing and encryption of its stream, so an operator sets the figure that the
 # fan-out benchmark (benchmarks/) gives for their machine. 0 sends everyone to HLS.
 DEFAULT_MAX_WEBRTC_VIEWERS = 1000
+# Signaling sockets one person may have open on one live in one server process: a few
+# tabs, far fewer than a script opening sockets in a loop would. Each socket may hold
+# a peer connection, so the cap is lower than the chat's 8 sockets.
+# NOTE: counted per process, so with N processes a person may open N times as many.
+DEFAULT_SIGNALING_SOCKETS_PER_PERSON = 4
 
 
 class MediaPath(enum.StrEnum):
@@ -88,6 +93,8 @@ class Settings:
     # WebRTC viewers of all lives on this media process; further viewers get the HLS
     # stream instead.
     max_webrtc_viewers: int = DEFAULT_MAX_WEBRTC_VIEWERS
+    # Signaling sockets of one person on one live in this process; one more gets 4429.
+    signaling_sockets_per_person: int = DEFAULT_SIGNALING_SOCKETS_PER_PERSON
     # Public origin of the site, used to check WebSocket Origin headers and build
     # absolute links (iCalendar feed). None accepts the request's own host.
     site_url: str | None = None
@@ -111,6 +118,11 @@ class Settings:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if self.max_webrtc_viewers < 0:
             raise ValueError(f"max_webrtc_viewers must be 0 or more, got {self.max_webrtc_viewers}")
+        if self.signaling_sockets_per_person < 1:
+            raise ValueError(
+                "signaling_sockets_per_person must be 1 or more, "
+                f"got {self.signaling_sockets_per_person}"
+            )
 
     @property
     def resolved_database_url(self) -> str:

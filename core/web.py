@@ -33,15 +33,17 @@ ID_MAX = 2**31 - 1
 
 
 class IdConvertor(Convertor[int]):
-    """A database id in a path, `{live_id:id}`: 1 to 10 decimal digits.
+    """A database id in a path, `{live_id:id}`: 1 to 10 decimal digits, without a
+    leading zero, so that each id has one address (`/lives/01` is not `/lives/1`).
 
     Starlette's `int` matches any number of digits, and int() raises ValueError above
-    4,300 of them, which became a 500. Here a longer number matches no route (404).
+    4,300 of them, which became a 500. Here a longer number, or one that starts with
+    0, matches no route (404), as the sockets reject such an id.
     A ten-digit number above ID_MAX converts to 0, which no row has, so the route's
     lookup finds nothing instead of overflowing PostgreSQL's 32-bit integer column.
     """
 
-    regex = "[0-9]{1,10}"
+    regex = "[1-9][0-9]{0,9}"
 
     def convert(self, value: str) -> int:
         number = int(value)

@@ -15,12 +15,18 @@ no writer, and the application then sends through ASGI as usual.
 
 from __future__ import annotations
 
+import logging
 import struct
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
+
+logger = logging.getLogger(__name__)
+
+# The close code of a text frame that is not UTF-8 (RFC 6455, section 7.4.1).
+INVALID_PAYLOAD_CLOSE_CODE = 1007
 
 # The key of the writer in scope["extensions"]; its value is {"writer": FrameWriter}.
 FRAME_WRITER_EXTENSION = "veillee.websocket.frame_writer"
@@ -105,3 +111,23 @@ class FrameWebSocketProtocol(WebSocketsSansIOProtocol):
                 **(self.scope.get("extensions") or {}),
                 FRAME_WRITER_EXTENSION: {"writer": FrameWriter(self)},
             }
+
+    def send_receive_event_to_app(self) -> None:
+        """Close with 1007 a text message that is not UTF-8, logging one line.
+
+        Uvicorn closes such a connection with 1007 too, but logs a traceback for what
+        is only a client's bad input.
+        """
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            data = b"".join(self.frames)
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                client = self.client[0] if self.client else "?"
+                logger.warning("websocket client=%s sent text that is not UTF-8: 1007", client)
+                self.frames = []
+                self.conn.send_close(INVALID_PAYLOAD_CLOSE_CODE)
+                self.handle_parser_exception()
+                return
+            self.frames = [data]
+        super().send_receive_event_to_app()

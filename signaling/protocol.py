@@ -61,6 +61,8 @@ class CloseCode(enum.IntEnum):
     TOO_SLOW = 4408
     # The host removed the person from the live.
     REMOVED = 4410
+    # The person has Settings.signaling_sockets_per_person sockets open on the live already.
+    TOO_MANY_SOCKETS = 4429
 
 
 # Maps each close code the endpoint sends to its French reason (at most 123 bytes).
@@ -78,6 +80,7 @@ CLOSE_REASONS: dict[CloseCode, str] = {
     CloseCode.NOT_FOUND: "Ce live n'existe pas.",
     CloseCode.TOO_SLOW: "Connexion trop lente.",
     CloseCode.REMOVED: "La personne qui anime ce live vous en a retiré.",
+    CloseCode.TOO_MANY_SOCKETS: "Ce live est déjà ouvert dans trop d'onglets.",
 }
 
 

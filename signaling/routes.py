@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from core.origins import origin_allowed
 from core.routing import Access, WebSocketRoute
+from core.socket_counts import SocketCounts
 from core.web import current_user, database_of, settings_of
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 # Frames waiting to be written to one socket. Signaling sends a few frames a minute
 # to a healthy client, so a full queue means the client stopped reading.
 SEND_QUEUE_MAX_FRAMES = 64
-# Live ids are database integer keys; 18 digits stay inside a signed 64-bit integer.
 # How long a closing socket may take to write its last frames and the close frame.
 CLOSE_WRITE_TIMEOUT_SECS = 5.0
 
@@ -46,6 +46,13 @@ CLOSE_WRITE_TIMEOUT_SECS = 5.0
 def media_of(websocket: WebSocket) -> MediaManager:
     media: MediaManager = websocket.app.state.media
     return media
+
+
+def sockets_of(websocket: WebSocket) -> SocketCounts:
+    """Return the process's count of open signaling sockets by (live id, user id),
+    capped at `Settings.signaling_sockets_per_person`."""
+    sockets: SocketCounts = websocket.app.state.signaling_sockets
+    return sockets
 
 
 def router_of(websocket: WebSocket) -> Router:
@@ -177,10 +184,29 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
         await close_at_once(websocket, CloseCode.NOT_ALLOWED)
         return
 
+    sockets = sockets_of(websocket)
+    if not sockets.try_open((live_id, user.id)):
+        logger.warning(
+            "signaling rejected: live=%s user=%s has %d sockets open",
+            live_id,
+            user.id,
+            sockets.limit,
+        )
+        await close_at_once(websocket, CloseCode.TOO_MANY_SOCKETS)
+        return
+    try:
+        await serve_socket(websocket, live_id, user.id, role)
+    finally:
+        sockets.release((live_id, user.id))
+
+
+async def serve_socket(websocket: WebSocket, live_id: int, user_id: int, role: LiveRole) -> None:
+    """Join the live's audience, send `welcome`, then serve the socket until it ends."""
+    settings = settings_of(websocket)
     # join the live's audience, then read what the welcome reports: a change committed
     # after this read is broadcast to the socket, after its welcome
     peer_role = PeerRole.HOST if role is LiveRole.HOST else PeerRole.VIEWER
-    connection = SignalingConnection(websocket, live_id, user.id, peer_role)
+    connection = SignalingConnection(websocket, live_id, user_id, peer_role)
     router = router_of(websocket)
     await router.join(live_id, connection)
     opened = time.monotonic()
@@ -190,7 +216,7 @@ async def signaling_endpoint(websocket: WebSocket) -> None:
                 state = await session.scalar(select(Live.state).where(Live.id == live_id))
             recording = await media_of(websocket).recording_status(live_id)
         except SQLAlchemyError:
-            logger.exception("signaling live=%s user=%s: database unavailable", live_id, user.id)
+            logger.exception("signaling live=%s user=%s: database unavailable", live_id, user_id)
             await close_at_once(websocket, CloseCode.INTERNAL_ERROR)
             return
         if state is None:

@@ -314,6 +314,22 @@ async def test_socket_frame_above_websocket_limit_closes_1009(site: Site) -> Non
     await karim.close()
 
 
+async def test_socket_text_not_utf8_closes_1007_without_traceback(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    karim = await site.client("Karim")
+    lucie = await site.client("Lucie")
+    await karim.open()
+    await lucie.open()
+    await lucie.connection.send(b'{"type": "ping", "x": "\xff"}', text=True)
+    assert await lucie.close_code() == 1007
+
+    assert await karim.say("k-1", "Rien vu") == 1
+    assert "not UTF-8" in caplog.text
+    assert not [record for record in caplog.records if record.exc_info], caplog.text
+    await karim.close()
+
+
 async def test_socket_delete_reaches_everyone(site: Site) -> None:
     claire = await site.client("Claire")
     karim = await site.client("Karim")

@@ -7,9 +7,10 @@ or PostgreSQL with SOAK_DATABASE=postgresql). The chat participants connect to b
 processes in turn from the chat benchmark's client worker processes
 (benchmarks/fanout_clients.py) and send the messages themselves. The host publishes
 the live from an aiortc peer in this process to the first server, and the media
-viewers watch it through the second server from one process of aiortc peers
-(benchmarks/media_cpu.py). Everything binds to 127.0.0.1, except WebRTC media, which
-uses this machine's own interface address with no ICE server.
+viewers watch it through the second server from processes of light aiortc peers that
+count complete frames without decoding them (benchmarks/media_viewers.py). Everything
+binds to 127.0.0.1, except WebRTC media, which uses this machine's own interface
+address with no ICE server.
 
 Environment variables set the size, so that a short run fits a development machine:
 
@@ -46,7 +47,7 @@ if str(BENCHMARKS_DIR) not in sys.path:
 
 from chat_fanout import Load, percentile  # noqa: E402
 from chat_setup import OursCluster, WorkerPool, process_rss_bytes  # noqa: E402
-from media_cpu import VIEWERS_READY_TIMEOUT_SECS, ViewerProcess  # noqa: E402
+from media_viewers import ViewerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.soak, pytest.mark.redis]
 
@@ -61,6 +62,12 @@ MEMORY_GROWTH_SLACK_BYTES = 16 * 2**20
 # p99 of chat delivery that the soak reports against.
 P99_TARGET_MS = 100.0
 CLIENT_WORKERS = 2
+# Light viewers per process, and how long a process may take to connect them all.
+VIEWERS_PER_PROCESS = 50
+VIEWERS_READY_TIMEOUT_SECS = 240.0
+# The share of the frames the host sent that every media viewer must receive complete.
+# The light viewers ask for no retransmission, so a lost packet loses its frame.
+MIN_FRAMES_RATIO = 0.9
 
 
 def setting(name: str, default: int) -> int:
@@ -106,7 +113,7 @@ async def test_chat_and_media_soak() -> None:
     rate = float(setting("SOAK_RATE", 20))
     warmup_secs = setting("SOAK_WARMUP_SECONDS", 60)
     redis = RedisServer()
-    viewers: ViewerProcess | None = None
+    viewers: list[ViewerProcess] = []
     workers: WorkerPool | None = None
     try:
         async with cluster(participants, redis.url) as servers:
@@ -120,10 +127,14 @@ async def test_chat_and_media_soak() -> None:
             await host.until("state", state="live")
             host_reader = asyncio.create_task(drain(host))
 
-            if media_viewers:
-                viewers = ViewerProcess(second.ws_url, live_id, servers.cookies[1], media_viewers)
-                assert await viewers.read_line(VIEWERS_READY_TIMEOUT_SECS) == "ready"
-                frames_before = await viewers.report()
+            for start in range(0, media_viewers, VIEWERS_PER_PROCESS):
+                count = min(VIEWERS_PER_PROCESS, media_viewers - start)
+                viewers.append(ViewerProcess(second.ws_url, live_id, servers.cookies[1], count))
+            for viewer_process in viewers:
+                ready = await viewer_process.read_line(VIEWERS_READY_TIMEOUT_SECS)
+                assert ready == "ready"
+            frames_before = await frames_of(viewers)
+            host_frames_before = publisher.video.frames_sent
 
             workers = await asyncio.to_thread(WorkerPool.start, servers.endpoints(), CLIENT_WORKERS)
             await asyncio.to_thread(workers.call, "connect")
@@ -143,15 +154,16 @@ async def test_chat_and_media_soak() -> None:
                     latencies.extend(load.latencies_ms)
 
             seqs = await asyncio.to_thread(workers.call, "seqs")
-            frames_after = await viewers.report() if viewers else []
+            frames_after = await frames_of(viewers)
+            host_frames = publisher.video.frames_sent - host_frames_before
             host_reader.cancel()
             await host.close()
             await publisher.close()
     finally:
         if workers is not None:
             workers.stop()
-        if viewers is not None:
-            viewers.stop()
+        for viewer_process in viewers:
+            viewer_process.stop()
         redis.stop()
 
     latencies.sort()
@@ -173,11 +185,10 @@ async def test_chat_and_media_soak() -> None:
             min(item["min_last_seq"] for item in seqs),
             max(item["max_last_seq"] for item in seqs),
         ],
+        "host_video_frames": host_frames,
         "video_frames_per_viewer": [
             after - before for before, after in zip(frames_before, frames_after, strict=True)
-        ]
-        if media_viewers
-        else [],
+        ],
         "server_rss_mib": [
             {"at_secs": round(at), "mib": [round(size / 2**20, 1) for size in sizes]}
             for at, sizes in memory
@@ -195,13 +206,25 @@ async def test_chat_and_media_soak() -> None:
     assert report["last_seq_per_connection"] == [sent, sent]
 
     # the media kept flowing to every viewer
-    assert all(frames > 0 for frames in report["video_frames_per_viewer"])
+    minimum_frames = host_frames * MIN_FRAMES_RATIO
+    assert all(frames >= minimum_frames for frames in report["video_frames_per_viewer"]), (
+        host_frames,
+        sorted(report["video_frames_per_viewer"])[:10],
+    )
 
     # server memory stopped growing after the warm-up
     after_warmup = next(sizes for at, sizes in memory if at >= warmup_secs)
     for before, final in zip(after_warmup, memory[-1][1], strict=True):
         allowed = before * MEMORY_GROWTH_MAX_FRACTION + MEMORY_GROWTH_SLACK_BYTES
         assert final - before <= allowed, report["server_rss_mib"]
+
+
+async def frames_of(viewers: list[ViewerProcess]) -> list[int]:
+    """Return the complete video frames each light viewer has received so far."""
+    frames: list[int] = []
+    for viewer_process in viewers:
+        frames.extend((await viewer_process.report())["frames"])
+    return frames
 
 
 def step_figures(step: Any) -> dict[str, Any]:

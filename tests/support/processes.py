@@ -100,6 +100,11 @@ class RedisServer:
         self.process = self._start()
 
 
+# The signaling socket cap of servers whose benchmark or load-test viewers all share
+# one account's cookie (the service's default is a few per person).
+SOCKETS_PER_SHARED_ACCOUNT = 100_000
+
+
 class ServerProcess:
     """`python server.py` in its own process, on a free loopback port.
 

@@ -1,4 +1,5 @@
-"""Ids in paths beyond the 32-bit columns name nothing, on every backend."""
+"""Ids in paths beyond the 32-bit columns, or written with a leading zero, name
+nothing, on every backend."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         "/lives/9999999999/replay",
         f"/recordings/{ID_MAX + 1}/video.mp4",
         "/lives/" + "9" * 5000,
+        "/lives/0",
+        "/lives/01",
+        "/api/lives/001/recording",
     ],
 )
 async def test_oversized_id_path_not_found(client: httpx.AsyncClient, path: str) -> None:

@@ -214,10 +214,12 @@ def test_signed_link_made_here_accepted(recording_id: int, file: RecordingFile) 
 @example(raw="0" * 10)
 def test_path_ids_any_value(raw: str) -> None:
     """The `{x:id}` convertor and the signaling socket's live id give an id from 0,
-    which no row has, to ID_MAX, or None."""
+    which no row has, to ID_MAX, or None; an id the convertor accepts is written one
+    way only."""
     if re.fullmatch(IdConvertor.regex, raw):
         number = IdConvertor().convert(raw)
         assert 0 <= number <= ID_MAX
+        assert number == 0 or str(number) == raw
     live_id = parse_live_id(raw)
     if live_id is not None:
         assert str(live_id) == raw

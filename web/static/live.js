@@ -378,6 +378,9 @@ class Stage {
       case CloseCode.REMOVED:
         this.status.textContent = REMOVED_MESSAGE;
         break;
+      case CloseCode.TOO_MANY_SOCKETS:
+        this.status.textContent = "Ce live est déjà ouvert dans trop d'onglets : fermez-en un, puis rechargez la page.";
+        break;
       default:
         this.status.textContent = "La connexion au live est fermée.";
     }
