@@ -24,23 +24,49 @@ HEAD_TOO_LARGE_TEXT = (
 )
 
 
+class HeadTooLargeError(Exception):
+    """Raised from a parser callback to stop parsing a head above the limit."""
+
+
 class BoundedHeadHttpProtocol(HttpToolsProtocol):
-    """Answers 431 to a request whose head passes REQUEST_HEAD_MAX_BYTES."""
+    """Answers 431 to a request whose head passes REQUEST_HEAD_MAX_BYTES.
+
+    Two counts cover the two ways a head grows. The parser hands over the URL and each
+    complete header, whose sizes add up to the head's size whatever the chunks. A
+    header still incomplete stays inside the parser, so the bytes received while the
+    head is incomplete are counted too.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reading_head = True
-        self._head_bytes = 0
+        self._head_bytes_received = 0
+        self._head_size = 0
+        self._head_too_large = False
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
-            self._head_bytes += len(data)
+            self._head_bytes_received += len(data)
         super().data_received(data)
-        # Only a head still incomplete after the whole chunk counts: a chunk that
+        # Only a head still incomplete after the whole chunk counts here: a chunk that
         # completes the head may also carry a body.
-        too_large = self._reading_head and self._head_bytes > REQUEST_HEAD_MAX_BYTES
+        too_large = self._reading_head and self._head_bytes_received > REQUEST_HEAD_MAX_BYTES
         if too_large and not self.transport.is_closing():
-            self._send_head_too_large()
+            self._head_too_large = True
+            self.send_400_response("")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # the name, ": ", the value and CRLF
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -49,9 +75,20 @@ class BoundedHeadHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._reading_head = True
-        self._head_bytes = 0
+        self._head_bytes_received = 0
 
-    def _send_head_too_large(self) -> None:
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > REQUEST_HEAD_MAX_BYTES:
+            self._head_too_large = True
+            # httptools raises HttpParserCallbackError from feed_data, and uvicorn's
+            # data_received answers it through send_400_response
+            raise HeadTooLargeError
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._head_too_large:
+            super().send_400_response(msg)
+            return
         client = self.client[0] if self.client else "?"
         logger.warning(
             "request head above %d bytes from client=%s: answered 431",
