@@ -546,7 +546,7 @@ def uvicorn_config(app: Starlette, host: str, port: int, log_level: str) -> uvic
         port=port,
         log_level=log_level,
         ws_max_size=64 * 1024,
-        # Answers 431 to a request line and headers above 16 KiB (core.http_protocol).
+        # Responds 431 to a request line and headers above 16 KiB (core.http_protocol).
         http=BoundedHeadHttpProtocol,
         # Offers the chat a writer of frames encoded once per process (core.websocket).
         ws=FrameWebSocketProtocol,

@@ -1,9 +1,9 @@
 """Uvicorn's httptools HTTP protocol, with a limit on the size of a request's head.
 
 The httptools parser keeps a request's line and headers in memory until the head is
-complete, however long it grows: a client could send a megabyte of headers and get an
-answer, or keep a connection filling memory. `BoundedHeadHttpProtocol` counts the bytes
-received while a head is incomplete and answers 431 and closes the connection once
+complete, however long it grows: a client could send a megabyte of headers and get a
+response, or keep a connection filling memory. `BoundedHeadHttpProtocol` counts the bytes
+received while a head is incomplete and responds 431 and closes the connection once
 they pass `REQUEST_HEAD_MAX_BYTES`. Bodies have their own limit (core.bodies).
 """
 
@@ -29,7 +29,7 @@ class HeadTooLargeError(Exception):
 
 
 class BoundedHeadHttpProtocol(HttpToolsProtocol):
-    """Answers 431 to a request whose head passes REQUEST_HEAD_MAX_BYTES.
+    """Responds 431 to a request whose head passes REQUEST_HEAD_MAX_BYTES.
 
     Two counts cover the two ways a head grows. The parser hands over the URL and each
     complete header, whose sizes add up to the head's size whatever the chunks. A
@@ -82,7 +82,7 @@ class BoundedHeadHttpProtocol(HttpToolsProtocol):
         if self._head_size > REQUEST_HEAD_MAX_BYTES:
             self._head_too_large = True
             # httptools raises HttpParserCallbackError from feed_data, and uvicorn's
-            # data_received answers it through send_400_response
+            # data_received responds through send_400_response
             raise HeadTooLargeError
 
     def send_400_response(self, msg: str) -> None:
@@ -91,7 +91,7 @@ class BoundedHeadHttpProtocol(HttpToolsProtocol):
             return
         client = self.client[0] if self.client else "?"
         logger.warning(
-            "request head above %d bytes from client=%s: answered 431",
+            "request head above %d bytes from client=%s: responded 431",
             REQUEST_HEAD_MAX_BYTES,
             client,
         )
