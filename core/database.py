@@ -14,6 +14,7 @@ import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -157,6 +158,10 @@ def is_unavailable(error: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        # every pooled connection stayed taken for the pool timeout, for example by
+        # writers waiting on a locked SQLite file
+        if isinstance(current, PoolTimeoutError):
             return True
         if isinstance(current, _DRIVER_UNAVAILABLE_ERRORS):
             return True

@@ -1,5 +1,5 @@
-"""The database check of /health: whether the database answers and, for SQLite,
-whether a write could start now."""
+"""The database check of /health: whether the database responds to a query and,
+for SQLite, whether a write could start now."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ class DatabaseHealth(enum.StrEnum):
 
 
 async def check_database(database: Database) -> DatabaseHealth:
-    """Run a trivial query and, on SQLite, take and release the write lock; log why
-    the check failed."""
+    """Run a trivial query and, on SQLite, check that the files are writable and
+    that the write lock can be taken. Log why the check failed."""
     try:
         await database.ping()
     except Exception as error:  # noqa: BLE001 - any failure means not ready

@@ -1,5 +1,5 @@
 """The SQLite file of a running server process is locked by another process, or made
-read-only, for a few seconds: sends and forms wait or fail cleanly, /health says
+read-only, for a few seconds: sends and forms wait or fail cleanly, /health reports
 which, and the service recovers by itself."""
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from chat.errors import FRENCH_MESSAGES, ErrorCode
 from core.database import Database
-from live.models import Live
 from tests.support.chat_clients import ChatClient, database_in
 from tests.support.clients import (
     Account,
@@ -30,6 +28,8 @@ from tests.support.clients import (
     sign_up,
 )
 from tests.support.faults import (
+    UNAVAILABLE_TEXT,
+    count_lives,
     received_messages,
     stored_last_seq,
     stored_messages,
@@ -39,8 +39,6 @@ from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-# The French sentence of the page that a request gets while the database is away.
-UNAVAILABLE_TEXT = "Le service est momentanément indisponible"
 # How long a check waits to see that a write stays blocked while the lock is held.
 # Far below the server's busy timeout, so the write cannot have failed yet.
 BLOCKED_CHECK_SECS = 1.0
@@ -93,11 +91,6 @@ async def chat_setup(tmp_path: Path) -> AsyncIterator[ChatSetup]:
         claire_http.close()
         karim_http.close()
         server.stop()
-
-
-async def count_lives(database: Database) -> int:
-    async with database.session() as session:
-        return await session.scalar(select(func.count()).select_from(Live)) or 0
 
 
 async def assert_history_consistent(setup: ChatSetup, last_seq: int) -> None:
@@ -182,14 +175,14 @@ def can_set_immutable(folder: Path) -> bool:
 
 async def test_sqlite_read_only_file(chat_setup: ChatSetup, tmp_path: Path) -> None:
     """Guards against a SQLite file that turned read-only (a full or remounted disk,
-    an operator's mistake) and makes forms answer an English 500, leaves /health
+    an operator's mistake) and makes forms respond with an English 500, leaves /health
     ready, half-writes a message, or needs a restart once it is writable again."""
     if not can_set_immutable(tmp_path):
         pytest.skip("chattr +i is not available: needs root and a file system such as ext4")
     setup = chat_setup
     form_token = csrf_from(setup.claire_http.get("/lives/new").text)
     # NOTE: the -shm file stays writable. SQLite maps it into memory, and a write
-    # to a mapping of an immutable file kills the process with SIGBUS (Linux 6, SQLite
+    # to a mapping of an immutable file kills the process with SIGBUS (Linux 6.18, SQLite
     # 3.40), which no server can catch.
     database_files = [
         setup.database_file,
