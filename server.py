@@ -43,6 +43,7 @@ from chat.revocations import Revocation, RevocationBus, RevocationReason, chat_l
 from chat.service import ChatService
 from core.bodies import BodySizeLimitMiddleware
 from core.database import UNAVAILABLE_ERROR_TYPES, Database, is_unavailable
+from core.database_health import check_database
 from core.headers import SecurityHeadersMiddleware
 from core.http_protocol import BoundedHeadHttpProtocol
 from core.mail import Mailer
@@ -102,13 +103,7 @@ SESSION_MAX_AGE_SECS = 14 * 24 * 3600
 async def health(request: Request) -> Response:
     """Report whether the database, the chat broker and the media-node leases work;
     503 when one does not."""
-    checks: dict[str, str] = {}
-    try:
-        await database_of(request).ping()
-        checks["database"] = "ok"
-    except Exception as error:  # noqa: BLE001 - any failure means not ready
-        logger.warning("health: database check failed: %s", error)
-        checks["database"] = "error"
+    checks: dict[str, str] = {"database": await check_database(database_of(request))}
     # wiring:health
     chat_service: ChatService = request.app.state.chat
     checks["broker"] = "ok" if await chat_service.is_broker_healthy() else "error"

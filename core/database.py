@@ -14,6 +14,7 @@ import asyncpg
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -47,9 +48,24 @@ UNAVAILABLE_ERROR_TYPES: tuple[type[BaseException], ...] = (
     *_DRIVER_UNAVAILABLE_ERRORS,
     *_SOCKET_UNAVAILABLE_ERRORS,
 )
-# Starts of SQLite's messages for a database file that another process keeps locked
-# past the busy timeout, or that cannot be opened.
-_SQLITE_UNAVAILABLE_MESSAGES = ("database is locked", "unable to open database file")
+# SQLite's result codes, and the starts of their messages, for a database file that
+# another process keeps locked past the busy timeout, that cannot be opened, written
+# (read-only, immutable, on a file system remounted read-only) or grown (disk full).
+# An extended code such as SQLITE_READONLY_DBMOVED starts with its primary code.
+_SQLITE_UNAVAILABLE_CODES = (
+    "SQLITE_BUSY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_READONLY",
+    "SQLITE_IOERR",
+    "SQLITE_FULL",
+)
+_SQLITE_UNAVAILABLE_MESSAGES = (
+    "database is locked",
+    "unable to open database file",
+    "attempt to write a readonly database",
+    "disk I/O error",
+    "database or disk is full",
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -143,17 +159,28 @@ def is_unavailable(error: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
+        # every pooled connection stayed taken for the pool timeout, for example by
+        # writers waiting on a locked SQLite file
+        if isinstance(current, PoolTimeoutError):
+            return True
         if isinstance(current, _DRIVER_UNAVAILABLE_ERRORS):
             return True
         if isinstance(current, _SOCKET_UNAVAILABLE_ERRORS) and _raised_by_database_client(current):
             return True
-        if isinstance(current, sqlite3.OperationalError) and str(current).startswith(
-            _SQLITE_UNAVAILABLE_MESSAGES
-        ):
+        if isinstance(current, sqlite3.OperationalError) and _is_sqlite_unavailable(current):
             return True
         orig = current.orig if isinstance(current, DBAPIError) else None
         current = orig if isinstance(orig, BaseException) else current.__cause__
     return False
+
+
+def _is_sqlite_unavailable(error: sqlite3.OperationalError) -> bool:
+    # The driver sets sqlite_errorname (Python 3.11+) on the errors it raises; an
+    # error built by hand has only its message.
+    code = getattr(error, "sqlite_errorname", None)
+    if isinstance(code, str):
+        return code.startswith(_SQLITE_UNAVAILABLE_CODES)
+    return str(error).startswith(_SQLITE_UNAVAILABLE_MESSAGES)
 
 
 def _raised_by_database_client(error: BaseException) -> bool:

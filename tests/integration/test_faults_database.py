@@ -8,11 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
 from chat.errors import FRENCH_MESSAGES, ErrorCode
 from core.database import Database
-from live.models import Live
 from tests.support.chat_clients import ChatClient
 from tests.support.clients import (
     Account,
@@ -24,6 +22,8 @@ from tests.support.clients import (
     sign_up,
 )
 from tests.support.faults import (
+    UNAVAILABLE_TEXT,
+    count_lives,
     received_messages,
     stored_last_seq,
     stored_messages,
@@ -33,14 +33,6 @@ from tests.support.postgres import PostgresServer
 from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-
-# The French sentence of the page that a request gets while the database is away.
-UNAVAILABLE_TEXT = "Le service est momentanément indisponible"
-
-
-async def count_lives(database: Database) -> int:
-    async with database.session() as session:
-        return await session.scalar(select(func.count()).select_from(Live)) or 0
 
 
 async def test_database_outage_during_chat(own_postgres: PostgresServer, tmp_path: Path) -> None:

@@ -7,16 +7,19 @@ import asyncio
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from chat.models import ChannelCounter, ChannelEvent
 from core.database import Database
+from live.models import Live
 
 # A Redis or PostgreSQL restart takes a few seconds on a loaded machine, and the
 # broker's reconnection backoff adds at most a few more. The wait ends as soon as
 # the status changes.
 HEALTH_TIMEOUT_SECS = 60.0
 HEALTH_POLL_SECS = 0.1
+# The French sentence of the page that a request gets while the database is away.
+UNAVAILABLE_TEXT = "Le service est momentanément indisponible"
 
 
 async def wait_for_health(base_url: str, status: str) -> dict[str, Any]:
@@ -59,6 +62,11 @@ async def stored_last_seq(database: Database, channel: str) -> int:
             select(ChannelCounter.last_seq).where(ChannelCounter.channel == channel)
         )
         return value or 0
+
+
+async def count_lives(database: Database) -> int:
+    async with database.session() as session:
+        return await session.scalar(select(func.count()).select_from(Live)) or 0
 
 
 def received_messages(events: list[dict[str, Any]]) -> list[tuple[int, str, str]]:

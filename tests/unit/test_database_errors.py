@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.database import Database, is_unavailable
 from tests.support.processes import free_port
@@ -33,6 +34,24 @@ CASES = [
         OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked")),
         True,
     ),
+    (
+        "sqlite read-only",
+        OperationalError(
+            "INSERT", {}, sqlite3.OperationalError("attempt to write a readonly database")
+        ),
+        True,
+    ),
+    (
+        "sqlite i/o",
+        OperationalError("INSERT", {}, sqlite3.OperationalError("disk I/O error")),
+        True,
+    ),
+    (
+        "sqlite disk full",
+        OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full")),
+        True,
+    ),
+    ("pool exhausted", PoolTimeoutError("QueuePool limit of size 5 overflow 10 reached"), True),
     (
         "invalidated connection",
         DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True),
@@ -73,6 +92,27 @@ async def test_is_unavailable_connection_refused() -> None:
     finally:
         await database.dispose()
     assert is_unavailable(raised.value)
+
+
+def test_is_unavailable_by_sqlite_code(tmp_path: Path) -> None:
+    """Guards against errors raised by the driver, which carry SQLite's result code,
+    being classified unlike the hand-built errors of CASES."""
+    path = tmp_path / "read-only.sqlite3"
+    with sqlite3.connect(path) as writer:
+        writer.execute("CREATE TABLE notes (body TEXT)")
+    writer.close()
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as read_only:
+            reader.execute("INSERT INTO notes VALUES ('x')")
+        with pytest.raises(sqlite3.OperationalError) as missing_table:
+            reader.execute("SELECT * FROM missing_table")
+    finally:
+        reader.close()
+    assert read_only.value.sqlite_errorname.startswith("SQLITE_READONLY")
+    assert is_unavailable(read_only.value)
+    assert missing_table.value.sqlite_errorname == "SQLITE_ERROR"
+    assert not is_unavailable(missing_table.value)
 
 
 async def test_database_errors_hide_parameters(tmp_path: Path) -> None:
