@@ -18,6 +18,7 @@ from tests.e2e.test_hls_fallback import (
     LIVE_FULL_MESSAGE,
     assert_video_keeps_decoding,
     serve,
+    start_live_from_page,
 )
 from tests.support.clients import Account, register_for_live, schedule_live, sign_up
 from tests.support.processes import ServerProcess
@@ -70,13 +71,7 @@ def test_hls_viewer_returns_to_webrtc(
             second_context, second_client, server.url, console_lines["second viewer"]
         )
 
-        host_page.goto(f"{server.url}/lives/{live_id}")
-        start_button = host_page.get_by_role("button", name="Démarrer le live")
-        expect(start_button).to_be_enabled()
-        start_button.click()
-        expect(host_page.locator("[data-stage-status]")).to_have_text(
-            "En direct", timeout=MEDIA_TIMEOUT_MS
-        )
+        start_live_from_page(host_page, server.url, live_id)
 
         # the first viewer takes the only WebRTC place
         first_page.goto(f"{server.url}/lives/{live_id}")
