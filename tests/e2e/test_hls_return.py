@@ -103,7 +103,7 @@ def test_hls_viewer_returns_to_webrtc(
             "document.querySelector('[data-stage-video]').srcObject instanceof MediaStream"
         )
         assert_video_keeps_decoding(second_page)
-        # the note goes once the viewer has read it
+        # the note hides itself a few seconds later
         expect(note).to_be_hidden(timeout=HLS_TIMEOUT_MS)
 
     for client in (host_client, first_client, second_client):
