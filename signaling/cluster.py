@@ -29,6 +29,7 @@ from live.lifecycle import transition
 from live.models import Live, LiveState
 from signaling.fanout import ClusterAudience
 from signaling.forwarding import NodeLink
+from signaling.hls_folders import find_left_folders, left_by, remove_left_folder
 from signaling.media import Listener, create_media_manager, state_frame
 from signaling.nodes import (
     KEY_PREFIX,
@@ -72,11 +73,12 @@ class ClusterRouter:
             on_node_gone=self._node_gone,
             recover_live=self._recover_live,
             on_live_lost=self._live_lost,
+            on_node_recovered=self._remove_left_hls,
         )
         self.audience = ClusterAudience(
             self.node, self.redis, self.broker, alive_nodes=lambda: self.registry.alive_nodes
         )
-        self.media = create_media_manager(settings, database, self.audience)
+        self.media = create_media_manager(settings, database, self.audience, self.identity.instance)
         self.link = NodeLink(
             self.identity, self.redis, self.audience.outbox, self._serve, self.media.release
         )
@@ -272,6 +274,30 @@ class ClusterRouter:
             raise RecoveryFailedError(
                 f"live {live_id}: recordings of node {dead_node} not adopted: {error}"
             ) from error
+
+    async def _remove_left_hls(self, dead_node: str) -> None:
+        """Remove the HLS folders that processes of `dead_node` wrote, except those of
+        lives that another node carries now: that node empties the folder itself when
+        its stream starts."""
+        # NOTE: a process whose lease lapsed while it kept running (Redis out of reach
+        # for longer than the lease) counts as dead here too, so its streams lose their
+        # files, as its lives are interrupted in _recover_live.
+        hls_dir = self.media.settings.hls_dir
+        is_left = left_by(dead_node, self.media.hls_writer)
+        try:
+            live_ids = await asyncio.to_thread(find_left_folders, hls_dir, is_left)
+            removed = 0
+            for live_id in live_ids:
+                owner = await self.registry.owner_of(live_id)
+                if owner is not None and owner != dead_node:
+                    continue
+                if await asyncio.to_thread(remove_left_folder, hls_dir, live_id, is_left):
+                    removed += 1
+        except OSError as error:
+            logger.warning("%r: HLS folders of node %s kept: %s", self, dead_node, error)
+            return
+        if removed:
+            logger.info("%r: removed %d HLS folders of node %s", self, removed, dead_node)
 
     def _live_lost(self, live_id: int, owner: str) -> None:
         session = self.media.sessions.get(live_id)

@@ -32,6 +32,7 @@ from signaling.aiortc_hooks import PacketizedFrame
 from signaling.broadcast import LiveBroadcast
 from signaling.encoding import OPUS_TIME_BASE, VIDEO_TIME_BASE, Quality, VideoLayer
 from signaling.feeds import PacketFeed
+from signaling.hls_folders import HlsWriter, write_writer_file
 from signaling.hls_muxer import VariantMuxer, write_master_playlist
 from signaling.keyframes import RequestSource
 
@@ -112,10 +113,19 @@ class LiveHls:
     stops both and ends the playlists; `remove_files` deletes the live's folder.
     """
 
-    def __init__(self, live_id: int, broadcast: LiveBroadcast, directory: Path) -> None:
+    def __init__(
+        self,
+        live_id: int,
+        broadcast: LiveBroadcast,
+        directory: Path,
+        writer: HlsWriter | None = None,
+    ) -> None:
         self.live_id = live_id
         self.broadcast = broadcast
         self.directory = directory
+        # the process named in the folder, so that a survivor can remove the folder
+        # once this process dies; None writes no name, as in unit tests
+        self.writer = writer
         self.state = HlsState.NEW
         self.packets_dropped = 0
         self._origin: float | None = None
@@ -279,6 +289,8 @@ class LiveHls:
     def _make_empty_directory(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(parents=True)
+        if self.writer is not None:
+            write_writer_file(self.directory, self.writer)
 
     def _write_all(self) -> None:
         """Body of the writer thread: open a muxer per variant as it starts, mux the
@@ -339,5 +351,7 @@ def _stamped_copy(
     return copy
 
 
-def create_live_hls(live_id: int, broadcast: LiveBroadcast, hls_dir: Path) -> LiveHls:
-    return LiveHls(live_id, broadcast, hls_dir / str(live_id))
+def create_live_hls(
+    live_id: int, broadcast: LiveBroadcast, hls_dir: Path, writer: HlsWriter
+) -> LiveHls:
+    return LiveHls(live_id, broadcast, hls_dir / str(live_id), writer)

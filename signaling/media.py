@@ -13,6 +13,7 @@ import asyncio
 import enum
 import itertools
 import logging
+import secrets
 import time
 import weakref
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from live.lifecycle import InvalidTransitionError, transition
 from live.models import Live, LiveState
 from recordings.models import RecordingStatus
 from signaling.hls import LiveHls, create_live_hls
+from signaling.hls_folders import HlsWriter
 from signaling.media_fanout import EncodeOnceFanout, Fanout, ViewerMedia, create_fanout
 from signaling.peers import PeerRole, ServerPeer
 from signaling.protocol import ErrorCode, ProtocolError
@@ -342,7 +344,12 @@ class LiveMediaSession:
         if not isinstance(self.fanout, EncodeOnceFanout):
             logger.info("%r: no HLS stream on the %s path", self, self.manager.settings.media_path)
             return
-        hls = create_live_hls(self.live_id, self.fanout.broadcast, self.manager.settings.hls_dir)
+        hls = create_live_hls(
+            self.live_id,
+            self.fanout.broadcast,
+            self.manager.settings.hls_dir,
+            self.manager.hls_writer,
+        )
         try:
             await hls.start()
         except OSError:
@@ -450,8 +457,13 @@ class MediaManager:
         database: Database,
         recordings: Recordings | None,
         audience: Audience,
+        *,
+        instance: str | None = None,
     ) -> None:
         self.settings = settings
+        # names this process in the HLS folders it writes; `instance` is the media
+        # node's token in a cluster, else one is drawn here
+        self.hls_writer = HlsWriter(settings.node_name, instance or secrets.token_hex(8))
         self.database = database
         self.recordings = recordings
         self.audience = audience
@@ -657,7 +669,10 @@ class MediaManager:
 
 
 def create_media_manager(
-    settings: Settings, database: Database, audience: Audience
+    settings: Settings, database: Database, audience: Audience, instance: str | None = None
 ) -> MediaManager:
-    """Create the manager of `app.state.media`, recording through the recordings package."""
-    return MediaManager(settings, database, Recordings(database, settings), audience)
+    """Create the manager of `app.state.media`, recording through the recordings package.
+    `instance` is the media node's token, with several processes."""
+    return MediaManager(
+        settings, database, Recordings(database, settings), audience, instance=instance
+    )

@@ -193,6 +193,9 @@ NodeGoneHandler = Callable[[str, str], Awaitable[None]]
 LiveRecoverer = Callable[[int, str, bool], Awaitable[None]]
 # Called with (live id, owner) when another node holds the lease of a live this one carries.
 LiveLostHandler = Callable[[int, str], None]
+# Called with the name of a dead node once its lives are recovered, by the one survivor
+# that recovered them, or by a restarted process of that name.
+NodeRecoveredHandler = Callable[[str], Awaitable[None]]
 
 
 class NodeRegistry:
@@ -208,6 +211,7 @@ class NodeRegistry:
         on_node_gone: NodeGoneHandler,
         recover_live: LiveRecoverer,
         on_live_lost: LiveLostHandler,
+        on_node_recovered: NodeRecoveredHandler | None = None,
         timings: LeaseTimings = LeaseTimings(),
     ) -> None:
         self.redis = client
@@ -218,6 +222,7 @@ class NodeRegistry:
         self._on_node_gone = on_node_gone
         self._recover_live = recover_live
         self._on_live_lost = on_live_lost
+        self._on_node_recovered = on_node_recovered
         self._renew_script = client.register_script(RENEW_SCRIPT)
         self._claim_script = client.register_script(CLAIM_SCRIPT)
         self._release_script = client.register_script(RELEASE_SCRIPT)
@@ -445,5 +450,7 @@ class NodeRegistry:
             )
             if handled or name != self.name:
                 logger.info("%r: recovered node %s: %d lives handled", self, name, len(handled))
+            if self._on_node_recovered is not None:
+                await self._on_node_recovered(name)
         finally:
             await self.redis.delete(recovery_key(name))

@@ -7,13 +7,18 @@ takes each request there from whichever process the socket reached.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Protocol
 
 from core.database import Database
 from core.settings import Settings
 from signaling.audience import LocalAudience
 from signaling.cluster import ClusterRouter
+from signaling.hls_folders import left_by, remove_left_folders
 from signaling.media import Listener, MediaManager, create_media_manager
+
+logger = logging.getLogger(__name__)
 
 
 class Router(Protocol):
@@ -52,7 +57,17 @@ class LocalRouter:
         self.media = create_media_manager(settings, database, self.audience)
 
     async def start(self) -> None:
-        pass
+        """Remove the HLS folders that a killed process of this node name left behind."""
+        writer = self.media.hls_writer
+        try:
+            removed = await asyncio.to_thread(
+                remove_left_folders, self.media.settings.hls_dir, left_by(writer.node, writer)
+            )
+        except OSError as error:
+            logger.warning("LocalRouter: HLS folders left by a previous process kept: %s", error)
+            return
+        if removed:
+            logger.info("LocalRouter: removed %d HLS folders of a previous process", len(removed))
 
     async def close(self) -> None:
         pass

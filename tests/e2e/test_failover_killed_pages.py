@@ -35,7 +35,7 @@ from tests.support.clients import (
     schedule_live,
     sign_up,
 )
-from tests.support.processes import ServerProcess
+from tests.support.processes import ServerProcess, server_pair
 from tests.support.replay_checks import is_increasing, read_replay
 from tests.support.tcp_proxy import ThreadedTcpProxy
 
@@ -70,14 +70,8 @@ RECORD_STATUS_TEXTS_JS = """
 @pytest.fixture
 def servers(data_dir: Path, redis_url: str) -> Iterator[list[ServerProcess]]:
     """Two server processes on one Redis and one SQLite file."""
-    started: list[ServerProcess] = []
-    try:
-        started.append(ServerProcess(data_dir, redis_url=redis_url))
-        started.append(ServerProcess(data_dir, redis_url=redis_url))
+    with server_pair(data_dir, redis_url) as started:
         yield started
-    finally:
-        for process in started:
-            process.stop()
 
 
 def wait_for_joined_replay(client: httpx.Client, live_id: int, before: datetime) -> dict[str, Any]:

@@ -100,14 +100,7 @@ def watch_until_hls_plays(
         if viewer_script is not None:
             viewer_page.add_init_script(viewer_script)
 
-        # the host starts the live from its page
-        host_page.goto(f"{server.url}/lives/{live_id}")
-        start_button = host_page.get_by_role("button", name="Démarrer le live")
-        expect(start_button).to_be_enabled()
-        start_button.click()
-        expect(host_page.locator("[data-stage-status]")).to_have_text(
-            "En direct", timeout=MEDIA_TIMEOUT_MS
-        )
+        start_live_from_page(host_page, server.url, live_id)
 
         # the viewer gets no WebRTC media: the page shows why and plays the HLS stream
         viewer_page.goto(f"{server.url}/lives/{live_id}")
@@ -121,6 +114,17 @@ def watch_until_hls_plays(
 
     host_client.close()
     viewer_client.close()
+
+
+def start_live_from_page(host_page: Page, base_url: str, live_id: int) -> None:
+    """Start the live from the host's page and wait until it is on air."""
+    host_page.goto(f"{base_url}/lives/{live_id}")
+    start_button = host_page.get_by_role("button", name="Démarrer le live")
+    expect(start_button).to_be_enabled()
+    start_button.click()
+    expect(host_page.locator("[data-stage-status]")).to_have_text(
+        "En direct", timeout=MEDIA_TIMEOUT_MS
+    )
 
 
 def assert_video_keeps_decoding(page: Page) -> None:

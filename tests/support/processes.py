@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -185,3 +186,16 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=STOP_TIMEOUT_SECS)
+
+
+@contextlib.contextmanager
+def server_pair(data_dir: Path, redis_url: str) -> Iterator[list[ServerProcess]]:
+    """Start two server processes on one Redis and one data folder; stop both at the end."""
+    started: list[ServerProcess] = []
+    try:
+        started.append(ServerProcess(data_dir, redis_url=redis_url))
+        started.append(ServerProcess(data_dir, redis_url=redis_url))
+        yield started
+    finally:
+        for process in started:
+            process.stop()

@@ -27,6 +27,10 @@ const STATE_MESSAGES = {
 // Shown to viewers while the host's media is cut (a `host` frame "away", or a live
 // interrupted by the loss of its server process) until the live is back on air.
 const RESUMING_MESSAGE = "Le live reprend…";
+// Shown below the state line when a viewer on the HLS stream is back on WebRTC, for
+// RETURNED_NOTE_MS, in place of the note that said why they watched it with a delay.
+const RETURNED_MESSAGE = "Vous regardez de nouveau le live en direct.";
+const RETURNED_NOTE_MS = 8_000;
 
 // The sentences of web/templates/recordings/_status.html, which renders the same line
 // when the page loads.
@@ -125,6 +129,8 @@ class Stage {
     this.viewers = root.querySelector("[data-stage-viewers]");
     this.unmuteButton = root.querySelector("[data-stage-unmute]");
     this.note = root.querySelector("[data-stage-note]");
+    // hides RETURNED_MESSAGE after RETURNED_NOTE_MS
+    this.noteTimer = null;
     // plays the HLS stream once the signaling sends this viewer there
     this.hlsPlayer = this.isHost ? null : new HlsPlayer(this.video, data.liveId);
     this.endCard = root.querySelector("[data-stage-end-card]");
@@ -280,10 +286,12 @@ class Stage {
     });
     signaling.addEventListener("publishing", () => this.updateControls());
     signaling.addEventListener("fallback", ({ detail }) => {
+      clearTimeout(this.noteTimer);
       this.note.textContent = detail.message;
       this.note.hidden = false;
       this.followHls();
     });
+    signaling.addEventListener("return", ({ detail }) => this.returnToWebrtc(detail.stream));
     this.hlsPlayer?.addEventListener("error", ({ detail }) => this.showError(detail.message));
     signaling.addEventListener("stream", ({ detail }) => {
       if (!this.isHost) {
@@ -330,6 +338,21 @@ class Stage {
       await this.hlsPlayer.start();
       this.playVideo();
     }
+  }
+
+  /** Replaces the HLS stream with `stream`, from a WebRTC connection that already decodes video. */
+  returnToWebrtc(stream) {
+    this.hlsPlayer?.stop();
+    this.video.srcObject = stream;
+    this.playVideo();
+    this.note.textContent = RETURNED_MESSAGE;
+    this.note.hidden = false;
+    clearTimeout(this.noteTimer);
+    this.noteTimer = setTimeout(() => {
+      if (this.note.textContent === RETURNED_MESSAGE) {
+        this.note.hidden = true;
+      }
+    }, RETURNED_NOTE_MS);
   }
 
   /** Plays the video; when the browser blocks sound without a click, plays it muted. */

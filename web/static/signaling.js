@@ -13,7 +13,11 @@
 //   "retrying"     {code}                  an offer rejected with `try_again`, sent again soon
 //   "connection"   {status, code}          "connected", "reconnecting" or "stopped"
 //   "fallback"     {reason, message}       a viewer should watch the HLS stream instead:
-//                                          reason "live_full" or "unreachable"
+//                                          reason "live_full" or "unreachable"; sent again
+//                                          only when the reason changes
+//   "return"       {stream}                a viewer on the HLS stream has a WebRTC stream
+//                                          again, already decoding video: the page
+//                                          shows `stream` and stops the HLS stream
 
 import { createPublisherConnection, createViewerConnection, withDeclaredDownlink } from "./peer.js";
 import { ReconnectingSocket } from "./socket.js";
@@ -47,6 +51,40 @@ const UNREACHABLE_MESSAGE =
 // not: ICE checks between reachable addresses take a few seconds at most. The viewer
 // then watches the HLS stream.
 const VIEWER_CONNECT_TIMEOUT_MS = 20_000;
+// A viewer on the HLS stream sends `watch` again after these delays, doubled after
+// each failed try up to the maximum, so that it returns to WebRTC once a place is
+// free or the network lets WebRTC through. A viewer sent away by `live_full` tries
+// often. One whose WebRTC could not connect tries rarely, since each try may hold a
+// server peer for up to VIEWER_CONNECT_TIMEOUT_MS.
+const RETURN_DELAYS_MS = Object.freeze({
+  live_full: { first: 10_000, max: 60_000 },
+  unreachable: { first: 120_000, max: 600_000 },
+});
+// Each delay is drawn between this fraction of its nominal value and the whole of it,
+// so that the HLS viewers of a full live do not all send `watch` when one place frees.
+const RETURN_JITTER_MIN_FRACTION = 0.5;
+// A connection tried from the HLS stream replaces it only once it has decoded a video
+// frame. One that has not decoded any this long after connecting is closed, and the
+// viewer stays on HLS. The server sends a new viewer a keyframe within a second.
+const RETURN_FIRST_FRAME_TIMEOUT_MS = 10_000;
+const RETURN_FRAME_POLL_MS = 200;
+
+/** Resolves to the video frames that `peerConnection` has decoded, 0 before any. */
+async function framesDecoded(peerConnection) {
+  let stats;
+  try {
+    stats = await peerConnection.getStats();
+  } catch {
+    // a closed connection rejects; the caller sees that it was replaced
+    return 0;
+  }
+  for (const report of stats.values()) {
+    if (report.type === "inbound-rtp" && report.kind === "video") {
+      return report.framesDecoded ?? 0;
+    }
+  }
+  return 0;
+}
 
 export class LiveSignaling extends EventTarget {
   /** `path` is the signaling socket's path; `isHost` is true on the host's page, which publishes. */
@@ -65,8 +103,18 @@ export class LiveSignaling extends EventTarget {
     // True from the host's "Démarrer" until the live ends: after a reconnection, or
     // when the peer connection fails, the page publishes again.
     this.wantsToPublish = false;
-    // True once a viewer was sent to the HLS stream: it no longer watches over WebRTC.
+    // True while a viewer watches the HLS stream; WebRTC is then only tried in the
+    // background, and replaces the HLS stream once it decodes video.
     this.watchingHls = false;
+    // Why the viewer watches the HLS stream ("live_full" or "unreachable"), or null.
+    this.hlsReason = null;
+    // The try to return to WebRTC: its timer, its current nominal delay, and the
+    // stream of its connection while one is being negotiated or checked.
+    this.returnTimer = null;
+    this.returnDelayMs = null;
+    this.returnStream = null;
+    // Tries from the HLS stream that failed, for the logs and the browser tests.
+    this.failedReturns = 0;
     this.connectTimer = null;
     // Whether the current peer connection has reached "connected" once.
     this.peerConnected = false;
@@ -130,6 +178,103 @@ export class LiveSignaling extends EventTarget {
     }
   }
 
+  /** True while a connection tried from the HLS stream is negotiated or checked. */
+  get isReturning() {
+    return this.returnStream !== null;
+  }
+
+  /** Sends `watch` for a connection that replaces the HLS stream once it decodes video. */
+  async tryReturn() {
+    if (!this.watchingHls || this.state !== LiveState.LIVE || this.isReturning) {
+      this.scheduleReturn();
+      return;
+    }
+    if (this.peerConnection !== null || this.offerInProgress) {
+      this.scheduleReturn();
+      return;
+    }
+    console.info("signaling: trying WebRTC again from the HLS stream (%s)", this.hlsReason);
+    const stream = new MediaStream();
+    this.returnStream = stream;
+    const sent = await this.sendOffer("watch", () =>
+      createViewerConnection(this.iceServers, stream),
+    );
+    if (!sent && this.returnStream === stream) {
+      this.returnFailed("the offer could not be sent");
+    }
+  }
+
+  /** Plans the next try to return to WebRTC, after a jittered delay. */
+  scheduleReturn() {
+    clearTimeout(this.returnTimer);
+    this.returnTimer = null;
+    if (!this.watchingHls || FINAL_STATES.has(this.state)) {
+      return;
+    }
+    const delays = RETURN_DELAYS_MS[this.hlsReason] ?? RETURN_DELAYS_MS.unreachable;
+    if (this.returnDelayMs === null) {
+      this.returnDelayMs = delays.first;
+    }
+    const fraction = RETURN_JITTER_MIN_FRACTION + Math.random() * (1 - RETURN_JITTER_MIN_FRACTION);
+    this.returnTimer = setTimeout(() => {
+      this.returnTimer = null;
+      this.tryReturn();
+    }, this.returnDelayMs * fraction);
+  }
+
+  /** Drops the connection tried from the HLS stream, which keeps playing, and plans the next try. */
+  returnFailed(cause) {
+    this.failedReturns += 1;
+    console.info(
+      "signaling: staying on the HLS stream: %s (%d tries failed)",
+      cause,
+      this.failedReturns,
+    );
+    this.returnStream = null;
+    this.closePeerConnections();
+    const delays = RETURN_DELAYS_MS[this.hlsReason] ?? RETURN_DELAYS_MS.unreachable;
+    this.returnDelayMs =
+      this.returnDelayMs === null ? delays.first : Math.min(this.returnDelayMs * 2, delays.max);
+    this.scheduleReturn();
+  }
+
+  /**
+   * Waits until the connection tried from the HLS stream decodes a video frame, then
+   * emits "return" with its stream. Without a frame in time, the try fails.
+   */
+  async completeReturn(peerConnection) {
+    const deadline = performance.now() + RETURN_FIRST_FRAME_TIMEOUT_MS;
+    while (performance.now() < deadline) {
+      if (peerConnection !== this.peerConnection || !this.isReturning) {
+        return;
+      }
+      if ((await framesDecoded(peerConnection)) > 0) {
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, RETURN_FRAME_POLL_MS));
+    }
+    if (peerConnection !== this.peerConnection || !this.isReturning) {
+      return;
+    }
+    if ((await framesDecoded(peerConnection)) <= 0) {
+      this.returnFailed(`no video frame ${RETURN_FIRST_FRAME_TIMEOUT_MS} ms after connecting`);
+      return;
+    }
+    const stream = this.returnStream;
+    console.info("signaling: back on WebRTC after the HLS stream (%s)", this.hlsReason);
+    this.returnStream = null;
+    this.stopWatchingHls();
+    this.emit("return", { stream });
+  }
+
+  stopWatchingHls() {
+    clearTimeout(this.returnTimer);
+    this.returnTimer = null;
+    this.returnDelayMs = null;
+    this.watchingHls = false;
+    this.hlsReason = null;
+  }
+
   /**
    * Creates a peer connection with `createConnection` and sends its offer in a
    * `type` frame; returns whether the offer was sent. The answer is applied when
@@ -146,7 +291,10 @@ export class LiveSignaling extends EventTarget {
     } catch (error) {
       this.offerInProgress = false;
       console.error("signaling: could not create the %s offer", type, error);
-      this.emit("error", { code: "negotiation_failed", message: NEGOTIATION_FAILED_MESSAGE });
+      if (!this.isReturning) {
+        // a try from the HLS stream fails quietly: the HLS stream plays on
+        this.emit("error", { code: "negotiation_failed", message: NEGOTIATION_FAILED_MESSAGE });
+      }
       return false;
     }
 
@@ -177,6 +325,10 @@ export class LiveSignaling extends EventTarget {
     } catch (error) {
       console.error("signaling: the server's answer could not be applied", error);
       peerConnection.close();
+      if (this.isReturning) {
+        this.returnFailed("the answer could not be applied");
+        return;
+      }
       this.emit("error", { code: "negotiation_failed", message: NEGOTIATION_FAILED_MESSAGE });
       return;
     }
@@ -207,8 +359,11 @@ export class LiveSignaling extends EventTarget {
     if (peerConnection !== this.peerConnection) {
       return;
     }
-    if (peerConnection.connectionState === "connected") {
+    if (peerConnection.connectionState === "connected" && !this.peerConnected) {
       this.peerConnected = true;
+      if (this.isReturning) {
+        this.completeReturn(peerConnection);
+      }
     }
     if (peerConnection.connectionState !== "failed") {
       return;
@@ -240,12 +395,28 @@ export class LiveSignaling extends EventTarget {
     }
   }
 
-  /** Stops watching over WebRTC and emits "fallback", on which the page plays the HLS stream. */
+  /**
+   * Stops watching over WebRTC and emits "fallback", on which the page plays the HLS
+   * stream. For a viewer already on it, whose try to return failed, plans the next
+   * try and emits "fallback" only if the reason changed.
+   */
   fallBackToHls(reason, message) {
+    const previousReason = this.hlsReason;
+    this.hlsReason = reason;
+    if (this.watchingHls) {
+      if (reason !== previousReason) {
+        // the other reason's delays apply from their start
+        this.returnDelayMs = null;
+        this.emit("fallback", { reason, message });
+      }
+      this.returnFailed(reason);
+      return;
+    }
     console.warn("signaling: watching the HLS stream (%s)", reason);
     this.watchingHls = true;
     this.closePeerConnections();
     this.emit("fallback", { reason, message });
+    this.scheduleReturn();
   }
 
   /** Offers again after OFFER_RETRY_DELAY_MS, once, if the live still calls for it. */
@@ -261,6 +432,14 @@ export class LiveSignaling extends EventTarget {
 
   closePeerConnections() {
     clearTimeout(this.connectTimer);
+    if (this.isReturning) {
+      // the try ends with its connection, the HLS stream plays on, and the next try
+      // keeps the current delay
+      this.returnStream = null;
+      if (this.returnTimer === null) {
+        this.scheduleReturn();
+      }
+    }
     const hadPeerConnection = this.peerConnection !== null;
     if (this.peerConnection !== null) {
       this.peerConnection.close();
@@ -362,6 +541,12 @@ export class LiveSignaling extends EventTarget {
     }
     if (frame.code === "live_full") {
       this.fallBackToHls("live_full", frame.message);
+      return;
+    }
+    if (this.isReturning && pending !== null && negotiationErrors.includes(frame.code)) {
+      // a try from the HLS stream was rejected: the HLS stream plays on, and a state
+      // frame reports a live that ended
+      this.returnFailed(`watch rejected with ${frame.code}`);
       return;
     }
     if (frame.code === "not_live" && !this.isHost) {
