@@ -34,12 +34,16 @@ class InvalidTransitionError(RuntimeError):
 
 
 async def transition(session: AsyncSession, live: Live, new_state: LiveState) -> None:
-    """Move `live` to `new_state`, stamping start and end times, and commit."""
+    """Move `live` to `new_state`, stamping start and end times, clearing the host's
+    absence, and commit."""
     if new_state not in ALLOWED_TRANSITIONS[live.state]:
         raise InvalidTransitionError(live.id, live.state, new_state)
 
     old_state = live.state
     live.state = new_state
+    # the host's absence belongs to one stretch on air: resumed, ended or interrupted,
+    # the live no longer waits for the host to come back
+    live.host_away_since = None
     if new_state is LiveState.LIVE:
         # a live resumed after an interruption keeps its first start and is no longer over
         live.started_at = live.started_at or utc_now()

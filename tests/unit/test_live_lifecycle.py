@@ -43,3 +43,32 @@ async def test_resume_clears_ended_at(database: Database) -> None:
 
         await lifecycle.transition(session, live, LiveState.ENDED)
         assert live.ended_at is not None
+
+
+async def test_state_change_clears_host_away(database: Database) -> None:
+    """Guards against a live that reports its host away in the `welcome` of later
+    sockets after it ended, was interrupted (a media process that died while the host
+    was away) or resumed."""
+    async with database.session() as session:
+        host = await accounts_service.create_user(
+            session,
+            email="claire@example.org",
+            display_name="Claire",
+            password="correct horse battery",
+        )
+        live = Live(
+            host_id=host.id,
+            title="Les cartes mentales en classe",
+            starts_at=utc_now() + timedelta(hours=1),
+            duration_minutes=60,
+        )
+        session.add(live)
+        await session.commit()
+        await lifecycle.transition(session, live, LiveState.LIVE)
+
+        for new_state in (LiveState.INTERRUPTED, LiveState.LIVE, LiveState.ENDED):
+            live.host_away_since = utc_now()
+            await session.commit()
+            await lifecycle.transition(session, live, new_state)
+            await session.refresh(live)
+            assert live.host_away_since is None, new_state

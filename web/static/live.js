@@ -24,8 +24,9 @@ const STATE_MESSAGES = {
   [LiveState.CANCELLED]: "Ce live a été annulé.",
   [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
 };
-// Shown to viewers while the host's media is cut (a `host` frame "away", or a live
-// interrupted by the loss of its server process) until the live is back on air.
+// Shown to viewers while the host's media is cut (the host away, in a `host` frame or the
+// welcome, or a live interrupted by the loss of its server process) until the live is
+// back on air.
 const RESUMING_MESSAGE = "Le live reprend…";
 
 // The sentences of web/templates/recordings/_status.html, which renders the same line
@@ -144,7 +145,8 @@ class Stage {
     this.cameraStream = null;
     this.connected = false;
     this.stopped = false;
-    // true from a `host` frame "away" until "back" or the next state frame
+    // true from a `host` frame "away", or a welcome that reports the host away, until
+    // "back", a welcome that reports the host present, or the next state frame
     this.hostAway = false;
     // true from an offer rejected with `try_again` (the live's media process is not
     // reachable yet) until a negotiation succeeds or the state changes
@@ -348,10 +350,6 @@ class Stage {
 
   showConnection({ status, code }) {
     this.connected = status === "connected";
-    if (this.connected) {
-      // the welcome frame carries the state but not whether the host is away
-      this.hostAway = false;
-    }
     if (status === "reconnecting") {
       this.status.textContent = "Connexion perdue, reconnexion…";
     } else if (status === "stopped") {
