@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
 
-from core.database import Database, utc_now
+from core.database import UNAVAILABLE_ERROR_TYPES, Database, utc_now
 from live.models import Live, LiveState
 
 logger = logging.getLogger(__name__)
@@ -51,9 +50,10 @@ def host_presence(state: LiveState, host_away_since: datetime | None) -> HostPre
 async def record_host_away(database: Database, live_id: int, away: bool) -> None:
     """Store that the host of a live that is `live` left (`away`) or published again.
 
-    A database error is logged and not raised: the live goes on, and only the welcome
-    of sockets that connect meanwhile may report the host's presence wrongly, until
-    the next change of the host's presence or of the live's state.
+    A database error, or a socket error of its client, is logged and not raised: the
+    live goes on, and only the welcome of sockets that connect meanwhile may report the
+    host's presence wrongly, until the next change of the host's presence or of the
+    live's state.
     """
     statement = update(Live).where(Live.id == live_id)
     if away:
@@ -65,7 +65,7 @@ async def record_host_away(database: Database, live_id: int, away: bool) -> None
         async with database.session() as session:
             await session.execute(statement)
             await session.commit()
-    except SQLAlchemyError as error:
+    except UNAVAILABLE_ERROR_TYPES as error:
         logger.error(
             "live %s: host %s not recorded: %s", live_id, "away" if away else "back", error
         )
