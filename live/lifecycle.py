@@ -41,8 +41,7 @@ async def transition(session: AsyncSession, live: Live, new_state: LiveState) ->
 
     old_state = live.state
     live.state = new_state
-    # the host's absence belongs to one stretch on air: resumed, ended or interrupted,
-    # the live no longer waits for the host to come back
+    # a live that resumes, ends or is interrupted no longer waits for its host to come back
     live.host_away_since = None
     if new_state is LiveState.LIVE:
         # a live resumed after an interruption keeps its first start and is no longer over

@@ -50,10 +50,9 @@ def host_presence(state: LiveState, host_away_since: datetime | None) -> HostPre
 async def record_host_away(database: Database, live_id: int, away: bool) -> None:
     """Store that the host of a live that is `live` left (`away`) or published again.
 
-    A database error, or a socket error of its client, is logged and not raised: the
-    live goes on, and only the welcome of sockets that connect meanwhile may report the
-    host's presence wrongly, until the next change of the host's presence or of the
-    live's state.
+    A database error, or a socket error of its client, is logged and not raised, so the
+    live goes on. Sockets that connect meanwhile may then get a wrong `host` in their
+    welcome, until the host's presence or the live's state changes again.
     """
     statement = update(Live).where(Live.id == live_id)
     if away:

@@ -1,5 +1,5 @@
 """A viewer opens the live page while the host is away, in two real Chromiums against a
-real server: the host's page reloads in the middle of the live, and the viewer's page,
+real server. The host's page reloads in the middle of the live. The viewer's page,
 opened during the gap, must show that the live resumes, then play it once the host
 publishes again."""
 
@@ -13,8 +13,8 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e.browser import FakeMedia, launch_chromium
-from tests.e2e.live_page import FRAMES_GROWTH, HOST, VIEWER, open_page, wait_for_frames
-from tests.support.clients import cookie_header, register_for_live, schedule_live, sign_up
+from tests.e2e.live_page import FRAMES_GROWTH, host_and_viewer, open_page, wait_for_frames
+from tests.support.clients import cookie_header
 from tests.support.processes import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # Negotiation and the first frames take a few seconds on a loaded machine running two
 # Chromiums, the server and its encoders on two cores.
 MEDIA_TIMEOUT_MS = 60_000
-# The server records the host's absence as soon as it sees the host's socket close,
-# well within this.
+# The server records the host's absence as soon as the host's socket closes, well
+# within this.
 HOST_AWAY_TIMEOUT_SECS = 15.0
 POLL_INTERVAL_SECS = 0.1
 
@@ -51,10 +51,7 @@ def test_host_away_page_opened_during_gap(
 ) -> None:
     """Guards against a page opened while the host is away that shows « En direct »
     over an empty video, with no word that the live resumes, until the host is back."""
-    host_http = sign_up(server.url, HOST)
-    viewer_http = sign_up(server.url, VIEWER)
-    live_id = schedule_live(host_http, "Les cartes mentales en classe")
-    assert register_for_live(viewer_http, live_id).status_code == 303
+    host_http, viewer_http, live_id = host_and_viewer(server.url, "Les cartes mentales en classe")
 
     with (
         sync_playwright() as playwright,

@@ -64,7 +64,7 @@ async def test_media_host_reconnect_keeps_viewers(data_dir: Path) -> None:
 
 async def test_media_host_away_in_welcome(data_dir: Path) -> None:
     """Guards against a viewer who opens the page while the host is away and gets a
-    welcome that says nothing of it, so that the page shows a live without a picture
+    welcome that does not report it, so that the page shows a live without a picture
     and without a word until the host comes back."""
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)

@@ -245,7 +245,8 @@ async def test_media_nodes_host_away_welcome(
         early = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
         assert early.welcome["host"] == "present"
 
-        # the host leaves the media process; a socket that reaches the other one is told
+        # the host leaves the media process, and a socket on the other one reads it in
+        # its welcome
         await host.close()
         await publisher.close()
         await early.until("host", status="away")

@@ -24,9 +24,9 @@ const STATE_MESSAGES = {
   [LiveState.CANCELLED]: "Ce live a été annulé.",
   [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
 };
-// Shown to viewers while the host's media is cut (the host away, in a `host` frame or the
-// welcome, or a live interrupted by the loss of its server process) until the live is
-// back on air.
+// Shown to viewers until the live is back on air, while the host is away (as a `host`
+// frame or the welcome reports) or the live is interrupted by the loss of its server
+// process.
 const RESUMING_MESSAGE = "Le live reprend…";
 
 // The sentences of web/templates/recordings/_status.html, which renders the same line
@@ -145,8 +145,8 @@ class Stage {
     this.cameraStream = null;
     this.connected = false;
     this.stopped = false;
-    // true from a `host` frame "away", or a welcome that reports the host away, until
-    // "back", a welcome that reports the host present, or the next state frame
+    // true while a `host` frame or the latest welcome reports the host away, until
+    // "back", a welcome with the host present, or the next state frame
     this.hostAway = false;
     // true from an offer rejected with `try_again` (the live's media process is not
     // reachable yet) until a negotiation succeeds or the state changes

@@ -293,7 +293,7 @@ export class LiveSignaling extends EventTarget {
         this.role = frame.role;
         this.iceServers = Array.isArray(frame.ice_servers) ? frame.ice_servers : [];
         this.handleRecording(frame.recording);
-        // before the state, whose status line tells whether the live waits for its host
+        // before the state, whose status line shows whether the live waits for its host
         this.emit("host", { status: frame.host });
         this.handleState(frame.state);
         break;
