@@ -28,9 +28,8 @@ FRAMES_ABOVE_JS = f"(minimum) => {TOTAL_VIDEO_FRAMES_JS} > minimum"
 
 
 def host_and_viewer(base_url: str, title: str) -> tuple[httpx.Client, httpx.Client, int]:
-    """Sign up HOST and VIEWER, schedule a live titled `title` hosted by HOST and
-    register VIEWER for it; return both logged-in clients and the live's id. The caller
-    closes the clients."""
+    """Sign up HOST and VIEWER, and register VIEWER for a live titled `title` that HOST
+    schedules. Return both logged-in clients, which the caller closes, and the live's id."""
     host_http = sign_up(base_url, HOST)
     viewer_http = sign_up(base_url, VIEWER)
     live_id = schedule_live(host_http, title)

@@ -63,9 +63,9 @@ async def test_media_host_reconnect_keeps_viewers(data_dir: Path) -> None:
 
 
 async def test_media_host_away_in_welcome(data_dir: Path) -> None:
-    """Guards against a viewer who opens the page while the host is away and gets a
-    welcome that does not report it, so that the page shows a live without a picture
-    and without a word until the host comes back."""
+    """Guards against a welcome that does not report the host away. The page of a
+    viewer who opens it during the gap then shows a live without a picture, and
+    without a word, until the host comes back."""
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)
         assert host.welcome["host"] == "present"
