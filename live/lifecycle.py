@@ -34,12 +34,15 @@ class InvalidTransitionError(RuntimeError):
 
 
 async def transition(session: AsyncSession, live: Live, new_state: LiveState) -> None:
-    """Move `live` to `new_state`, stamping start and end times, and commit."""
+    """Move `live` to `new_state`, stamping start and end times, clearing the host's
+    absence, and commit."""
     if new_state not in ALLOWED_TRANSITIONS[live.state]:
         raise InvalidTransitionError(live.id, live.state, new_state)
 
     old_state = live.state
     live.state = new_state
+    # a live that resumes, ends or is interrupted no longer waits for its host to come back
+    live.host_away_since = None
     if new_state is LiveState.LIVE:
         # a live resumed after an interruption keeps its first start and is no longer over
         live.started_at = live.started_at or utc_now()

@@ -51,6 +51,10 @@ class Live(Base):
     state: Mapped[LiveState] = mapped_column(_enum_column(LiveState), default=LiveState.SCHEDULED)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When the host's media stopped reaching the live while it was live, until the host
+    # publishes again. The media process writes it, so that a signaling socket on any
+    # process can tell a new client that the host is away. Every state change clears it.
+    host_away_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     # Incremented at each edit or cancellation, and stamped with `updated_at`, so that
     # calendar applications replace their copy of the event (iCalendar SEQUENCE).

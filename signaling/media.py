@@ -28,6 +28,7 @@ from live.models import Live, LiveState
 from recordings.models import RecordingStatus
 from signaling.hls import LiveHls, create_live_hls
 from signaling.hls_folders import HlsWriter
+from signaling.host_presence import HostStatus, host_frame, record_host_away
 from signaling.media_fanout import EncodeOnceFanout, Fanout, ViewerMedia, create_fanout
 from signaling.peers import PeerRole, ServerPeer
 from signaling.protocol import ErrorCode, ProtocolError
@@ -86,17 +87,6 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class HostStatus(enum.StrEnum):
-    """Whether the host's media reaches a live that is on air, in the `host` frame."""
-
-    AWAY = "away"
-    BACK = "back"
-
-
-def host_frame(status: HostStatus) -> dict[str, Any]:
-    return {"type": "host", "status": status.value}
 
 
 def state_frame(live: Live) -> dict[str, Any]:
@@ -211,6 +201,7 @@ class LiveMediaSession:
             away_secs = time.monotonic() - (self._host_lost_monotonic or time.monotonic())
             self._move(frozenset({MediaSessionState.HOST_AWAY}), MediaSessionState.LIVE)
             logger.info("%r: host back with %r after %.1f s away", self, peer, away_secs)
+            await record_host_away(self.manager.database, self.live_id, away=False)
             self.manager.broadcast(self.live_id, host_frame(HostStatus.BACK))
         return answer
 
@@ -408,6 +399,7 @@ class LiveMediaSession:
         self._grace_timer = self.tasks.spawn(
             self._end_after_grace(grace_secs), "host reconnect grace", self._fail
         )
+        await record_host_away(self.manager.database, self.live_id, away=True)
         self.manager.broadcast(self.live_id, host_frame(HostStatus.AWAY))
 
     async def _end_after_grace(self, grace_secs: float) -> None:
@@ -629,6 +621,11 @@ class MediaManager:
                 logger.warning("live %s: gone while its media was on", live_id)
                 return None
             if live.state is new_state:
+                if live.host_away_since is not None and new_state is LiveState.LIVE:
+                    # Media arrives again in a live that stayed `live` after its session
+                    # was dropped while the host was away.
+                    live.host_away_since = None
+                    await session.commit()
                 return live
             try:
                 await transition(session, live, new_state)

@@ -18,6 +18,7 @@ from core.socket_counts import SocketCounts
 from core.web import current_user, database_of, settings_of
 from live.access import LiveRole, live_role
 from live.models import LIVE_ID_MAX, Live
+from signaling.host_presence import host_presence
 from signaling.media import MediaManager
 from signaling.peers import PeerRole
 from signaling.protocol import (
@@ -213,21 +214,27 @@ async def serve_socket(websocket: WebSocket, live_id: int, user_id: int, role: L
     try:
         try:
             async with database_of(websocket).session() as session:
-                state = await session.scalar(select(Live.state).where(Live.id == live_id))
+                row = (
+                    await session.execute(
+                        select(Live.state, Live.host_away_since).where(Live.id == live_id)
+                    )
+                ).one_or_none()
             recording = await media_of(websocket).recording_status(live_id)
         except SQLAlchemyError:
             logger.exception("signaling live=%s user=%s: database unavailable", live_id, user_id)
             await close_at_once(websocket, CloseCode.INTERNAL_ERROR)
             return
-        if state is None:
+        if row is None:
             await close_at_once(websocket, CloseCode.NOT_FOUND)
             return
+        state, host_away_since = row
         connection.send_welcome(
             {
                 "type": "welcome",
                 "live_id": live_id,
                 "role": peer_role.value,
                 "state": state.value,
+                "host": host_presence(state, host_away_since).value,
                 "ice_servers": list(settings.ice_servers),
                 "recording": recording,
             }

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from playwright.sync_api import BrowserContext, Locator, Page
 
 from tests.e2e.browser import record_console
-from tests.support.clients import Account
+from tests.support.clients import Account, register_for_live, schedule_live, sign_up
 
 HOST = Account("claire.dubois@example.org", "cartes-mentales-2026", "Claire Dubois")
 VIEWER = Account("ines.martin@example.org", "bonsoir-a-toutes-2026", "Inès Martin")
@@ -24,6 +25,16 @@ TOTAL_VIDEO_FRAMES_JS = (
     "document.querySelector('[data-stage-video]').getVideoPlaybackQuality().totalVideoFrames"
 )
 FRAMES_ABOVE_JS = f"(minimum) => {TOTAL_VIDEO_FRAMES_JS} > minimum"
+
+
+def host_and_viewer(base_url: str, title: str) -> tuple[httpx.Client, httpx.Client, int]:
+    """Sign up HOST and VIEWER, and register VIEWER for a live titled `title` that HOST
+    schedules. Return both logged-in clients, which the caller closes, and the live's id."""
+    host_http = sign_up(base_url, HOST)
+    viewer_http = sign_up(base_url, VIEWER)
+    live_id = schedule_live(host_http, title)
+    assert register_for_live(viewer_http, live_id).status_code == 303
+    return host_http, viewer_http, live_id
 
 
 def cookies_of(cookie: str, url: str) -> list[Any]:

@@ -22,18 +22,14 @@ from playwright.sync_api import expect, sync_playwright
 from tests.e2e.browser import FakeMedia, launch_chromium
 from tests.e2e.live_page import (
     FRAMES_GROWTH,
-    HOST,
-    VIEWER,
     chat_items,
+    host_and_viewer,
     open_page,
     say,
     wait_for_frames,
 )
 from tests.support.clients import (
     cookie_header,
-    register_for_live,
-    schedule_live,
-    sign_up,
 )
 from tests.support.processes import ServerProcess, server_pair
 from tests.support.replay_checks import is_increasing, read_replay
@@ -100,10 +96,7 @@ def test_failover_killed_pages_resume(
     """Guards against pages that stay broken after their server process died, a live
     that does not resume on the other process, and chat or recording lost with it."""
     first, second = servers
-    host_http = sign_up(first.url, HOST)
-    viewer_http = sign_up(first.url, VIEWER)
-    live_id = schedule_live(host_http, "Les cartes mentales en classe")
-    assert register_for_live(viewer_http, live_id).status_code == 303
+    host_http, viewer_http, live_id = host_and_viewer(first.url, "Les cartes mentales en classe")
     proxy = ThreadedTcpProxy(first.port)
 
     try:

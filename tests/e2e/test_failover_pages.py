@@ -25,20 +25,14 @@ from tests.e2e.browser import FakeMedia, launch_chromium
 from tests.e2e.live_page import (
     FRAMES_ABOVE_JS,
     FRAMES_GROWTH,
-    HOST,
-    VIEWER,
     chat_items,
     frames_decoded,
+    host_and_viewer,
     open_page,
     say,
     wait_for_frames,
 )
-from tests.support.clients import (
-    cookie_header,
-    register_for_live,
-    schedule_live,
-    sign_up,
-)
+from tests.support.clients import cookie_header
 from tests.support.processes import ServerProcess
 from tests.support.replay_checks import is_increasing, read_replay
 from tests.support.tcp_proxy import ThreadedTcpProxy
@@ -93,10 +87,7 @@ def test_failover_pages_viewer_drop_host_reload(
     """Guards against a viewer page that stays disconnected after its network returns,
     misses or repeats chat, or keeps a dead video. Also guards against a host reload
     that shows viewers an error or leaves the replay without the part before it."""
-    host_http = sign_up(server.url, HOST)
-    viewer_http = sign_up(server.url, VIEWER)
-    live_id = schedule_live(host_http, "Les cartes mentales en classe")
-    assert register_for_live(viewer_http, live_id).status_code == 303
+    host_http, viewer_http, live_id = host_and_viewer(server.url, "Les cartes mentales en classe")
 
     with (
         sync_playwright() as playwright,

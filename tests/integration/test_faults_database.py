@@ -11,6 +11,7 @@ import pytest
 
 from chat.errors import FRENCH_MESSAGES, ErrorCode
 from core.database import Database
+from live.models import Live, LiveState
 from tests.support.chat_clients import ChatClient
 from tests.support.clients import (
     Account,
@@ -31,6 +32,7 @@ from tests.support.faults import (
 )
 from tests.support.postgres import PostgresServer
 from tests.support.processes import ServerProcess
+from tests.support.signaling_peers import Publisher, SignalingClient
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -163,3 +165,72 @@ async def test_database_restart_while_pool_idle(
     finally:
         http.close()
         server.stop()
+
+
+async def test_database_outage_while_host_away(
+    own_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Guards against a host who leaves during an outage and whose absence, which the
+    server cannot store, is then not broadcast, ends the live, or keeps the host from
+    publishing again once the database is back."""
+    database_url = own_postgres.create_database()
+    server = ServerProcess(tmp_path / "data", extra_env={"DATABASE_URL": database_url})
+    database = Database(database_url)
+    claire_http = sign_up(server.url, Account("claire@example.org", "correct horse", "Claire"))
+    karim_http = sign_up(server.url, Account("karim@example.org", "correct horse", "Karim"))
+    sockets: list[SignalingClient] = []
+    publishers: list[Publisher] = []
+    try:
+        live_id = schedule_live(claire_http, "Les cartes mentales en classe")
+        assert register_for_live(karim_http, live_id).status_code == 303
+        host_cookie = cookie_header(claire_http)
+        karim_cookie = cookie_header(karim_http)
+        host = await SignalingClient.open(server.ws_url, live_id, host_cookie)
+        sockets.append(host)
+        publishers.append(Publisher())
+        await publishers[-1].accept(
+            await host.request_answer("publish", await publishers[-1].offer())
+        )
+        await host.until("state", state="live")
+        viewer = await SignalingClient.open(server.ws_url, live_id, karim_cookie)
+        sockets.append(viewer)
+
+        # the host leaves while the database is down: viewers still hear of it
+        await asyncio.to_thread(own_postgres.stop_server)
+        await host.close()
+        await publishers[-1].close()
+        await viewer.until("host", status="away")
+
+        # database back: the host publishes again, and the live never left `live`
+        await asyncio.to_thread(own_postgres.start)
+        assert (await wait_for_health(server.url, "ready"))["database"] == "ok"
+        host = await SignalingClient.open(server.ws_url, live_id, host_cookie)
+        sockets.append(host)
+        assert host.welcome["state"] == "live"
+        publishers.append(Publisher())
+        await publishers[-1].accept(
+            await host.request_answer("publish", await publishers[-1].offer())
+        )
+        await viewer.until("host", status="back")
+        late = await SignalingClient.open(server.ws_url, live_id, karim_cookie)
+        sockets.append(late)
+        assert late.welcome["state"] == "live"
+        assert late.welcome["host"] == "present"
+        async with database.session() as session:
+            live = await session.get(Live, live_id)
+        assert live is not None
+        assert live.state is LiveState.LIVE
+        assert live.host_away_since is None
+    finally:
+        for socket in sockets:
+            await socket.close()
+        for publisher in publishers:
+            await publisher.close()
+        await database.dispose()
+        claire_http.close()
+        karim_http.close()
+        server.stop()
+
+    log = server.log_text()
+    assert f"live {live_id}: host away not recorded" in log
+    assert "Exception in ASGI application" not in log

@@ -15,6 +15,7 @@ from recordings.models import Recording, RecordingStatus
 from tests.support.signaling_peers import (
     EVENT_TIMEOUT_SECS,
     PICTURE_FRAME_RATE,
+    SignalingClient,
     running_live,
     start_publishing,
     start_watching,
@@ -61,6 +62,45 @@ async def test_media_host_reconnect_keeps_viewers(data_dir: Path) -> None:
         await viewer.close()
 
 
+async def test_media_host_away_in_welcome(data_dir: Path) -> None:
+    """Guards against a welcome that does not report the host away. The page of a
+    viewer who opens it during the gap then shows a live without a picture, and
+    without a word, until the host comes back."""
+    async with running_live(data_dir) as setting:
+        host, publisher = await start_publishing(setting)
+        assert host.welcome["host"] == "present"
+        early = await SignalingClient.open(setting.ws_url, setting.live_id, setting.viewer_cookie)
+        assert early.welcome["state"] == "live"
+        assert early.welcome["host"] == "present"
+
+        # the media process records the absence before it broadcasts `away`, so a socket
+        # opened after the broadcast reached `early` reads it
+        await host.close()
+        await publisher.close()
+        assert (await early.recv_type("host")) == {"type": "host", "status": "away"}
+        late = await SignalingClient.open(
+            setting.ws_url, setting.live_id, setting.second_viewer_cookie
+        )
+        assert late.welcome["state"] == "live"
+        assert late.welcome["host"] == "away"
+
+        host, publisher = await start_publishing(setting)
+        assert host.welcome["host"] == "away"
+        assert (await late.recv_type("host")) == {"type": "host", "status": "back"}
+        after_back = await SignalingClient.open(
+            setting.ws_url, setting.live_id, setting.viewer_cookie
+        )
+        assert after_back.welcome["host"] == "present"
+        async with setting.database.session() as session:
+            live = await session.get(Live, setting.live_id)
+            assert live is not None
+            assert live.host_away_since is None
+
+        for socket in (host, early, late, after_back):
+            await socket.close()
+        await publisher.close()
+
+
 async def test_media_host_gone_ends_after_grace(data_dir: Path) -> None:
     """Guards against a live that stays on forever after its host left without `end`."""
     async with running_live(data_dir, host_reconnect_grace_secs=0.5) as setting:
@@ -74,6 +114,16 @@ async def test_media_host_gone_ends_after_grace(data_dir: Path) -> None:
         await client.until("state", state="ended")
         await client.until("recording", status="ready")
         assert setting.app.state.media.sessions == {}
+        late = await SignalingClient.open(
+            setting.ws_url, setting.live_id, setting.second_viewer_cookie
+        )
+        assert late.welcome["state"] == "ended"
+        assert late.welcome["host"] == "present"
+        await late.close()
+        async with setting.database.session() as session:
+            live = await session.get(Live, setting.live_id)
+            assert live is not None
+            assert live.host_away_since is None
         await client.close()
         await viewer.close()
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.database import Database
+from live.models import Live
 from tests.support.chat_clients import ChatClient
 from tests.support.clients import (
     Account,
@@ -228,3 +230,56 @@ async def test_media_nodes_killed_media_process(
             await socket.close()
         for peer in (publisher, viewer):
             await peer.close()
+
+
+async def test_media_nodes_host_away_welcome(
+    data_dir: Path, redis_url: str, postgres_server: PostgresServer
+) -> None:
+    """Guards against a welcome that reports the host's absence only on the live's
+    media process, and against an absence still reported after the host came back or
+    after a surviving process interrupted the live of a dead media process."""
+    database_url = postgres_server.create_database()
+    with deployment(data_dir, redis_url, database_url) as setting:
+        media, other = setting.media, setting.other
+        host, publisher = await publish(media, setting)
+        early = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
+        assert early.welcome["host"] == "present"
+
+        # the host leaves the media process, and a socket on the other one reads it in
+        # its welcome
+        await host.close()
+        await publisher.close()
+        await early.until("host", status="away")
+        late = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
+        assert late.welcome["state"] == "live"
+        assert late.welcome["host"] == "away"
+
+        # the host publishes again through the other process, which forwards it
+        host, publisher = await publish(other, setting)
+        assert host.welcome["host"] == "away"
+        await late.until("host", status="back")
+        back = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
+        assert back.welcome["host"] == "present"
+        await back.close()
+
+        # away again, then the media process dies: the survivor's interruption ends the
+        # absence along with the live's stretch on air
+        await host.close()
+        await publisher.close()
+        await late.until("host", status="away")
+        media.kill()
+        await asyncio.wait_for(late.until("state", state="interrupted"), DEAD_NODE_DETECTION_SECS)
+        after = await SignalingClient.open(other.ws_url, setting.live_id, setting.viewer_cookie)
+        assert after.welcome["state"] == "interrupted"
+        assert after.welcome["host"] == "present"
+        database = Database(database_url)
+        try:
+            async with database.session() as session:
+                live = await session.get(Live, setting.live_id)
+        finally:
+            await database.dispose()
+        assert live is not None
+        assert live.host_away_since is None
+
+        for socket in (early, late, after):
+            await socket.close()

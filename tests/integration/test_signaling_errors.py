@@ -143,6 +143,7 @@ async def test_signaling_errors_close_codes(data_dir: Path) -> None:
             "live_id": setting.live_id,
             "role": "host",
             "state": "scheduled",
+            "host": "present",
             "ice_servers": [],
             "recording": {"status": None, "reason": None},
         }

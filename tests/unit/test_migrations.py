@@ -70,7 +70,8 @@ def _head_revision(connection: Connection) -> str | None:
 
 async def test_migrations_upgrade_keeps_rows(database_url: str, tmp_path: Path) -> None:
     """Guards against a migration that fails on a database already in use, or loses
-    its rows, where creating the schema from nothing works."""
+    its rows (users, and lives whose table later revisions alter), where creating the
+    schema from nothing works."""
     database = Database(database_url)
     try:
         async with database.engine.begin() as connection:
@@ -82,6 +83,15 @@ async def test_migrations_upgrade_keeps_rows(database_url: str, tmp_path: Path) 
                     " 'Europe/Paris', CURRENT_TIMESTAMP)"
                 )
             )
+            await connection.execute(
+                text(
+                    "INSERT INTO lives (host_id, title, description, starts_at,"
+                    " duration_minutes, time_zone, state, started_at, created_at, sequence,"
+                    " updated_at) SELECT id, 'Les cartes mentales en classe', '',"
+                    " CURRENT_TIMESTAMP, 60, 'Europe/Paris', 'live', CURRENT_TIMESTAMP,"
+                    " CURRENT_TIMESTAMP, 0, CURRENT_TIMESTAMP FROM users"
+                )
+            )
         async with database.engine.connect() as connection:
             assert "mentor_offers" not in await connection.run_sync(_tables)
 
@@ -91,9 +101,14 @@ async def test_migrations_upgrade_keeps_rows(database_url: str, tmp_path: Path) 
             differences = await connection.run_sync(_differences)
             revision = await connection.run_sync(_head_revision)
             names = (await connection.execute(text("SELECT display_name FROM users"))).all()
+            lives = (
+                await connection.execute(text("SELECT title, state, host_away_since FROM lives"))
+            ).all()
     finally:
         await database.dispose()
     assert "mentor_offers" in tables
     assert differences == []
     assert revision == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert [name for (name,) in names] == ["Claire"]
+    # a live on air before the upgrade keeps its state, with its host present
+    assert [tuple(row) for row in lives] == [("Les cartes mentales en classe", "live", None)]

@@ -24,8 +24,9 @@ const STATE_MESSAGES = {
   [LiveState.CANCELLED]: "Ce live a été annulé.",
   [LiveState.INTERRUPTED]: "Le live est interrompu. Il reprendra dès que possible.",
 };
-// Shown to viewers while the host's media is cut (a `host` frame "away", or a live
-// interrupted by the loss of its server process) until the live is back on air.
+// Shown to viewers until the live is back on air, while the host is away (as a `host`
+// frame or the welcome reports) or the live is interrupted by the loss of its server
+// process.
 const RESUMING_MESSAGE = "Le live reprend…";
 // Shown below the state line when a viewer on the HLS stream is back on WebRTC, for
 // RETURNED_NOTE_MS, in place of the note that said why they watched it with a delay.
@@ -150,7 +151,8 @@ class Stage {
     this.cameraStream = null;
     this.connected = false;
     this.stopped = false;
-    // true from a `host` frame "away" until "back" or the next state frame
+    // true while a `host` frame or the latest welcome reports the host away, until
+    // "back", a welcome with the host present, or the next state frame
     this.hostAway = false;
     // true from an offer rejected with `try_again` (the live's media process is not
     // reachable yet) until a negotiation succeeds or the state changes
@@ -371,10 +373,6 @@ class Stage {
 
   showConnection({ status, code }) {
     this.connected = status === "connected";
-    if (this.connected) {
-      // the welcome frame carries the state but not whether the host is away
-      this.hostAway = false;
-    }
     if (status === "reconnecting") {
       this.status.textContent = "Connexion perdue, reconnexion…";
     } else if (status === "stopped") {

@@ -5,7 +5,8 @@
 //   "state"        {state}                 the live's state, from welcome or a state frame
 //   "recording"    {status, reason}        the recording's status
 //   "viewers"      {count}                 connected viewers, for the host
-//   "host"         {status}                "away" while the host's media is cut, then "back"
+//   "host"         {status}                "away" while the host's media is cut, then "back";
+//                                          from welcome, "away" or "present"
 //   "stream"       {stream}                the MediaStream received by a viewer
 //   "peer"         {peerConnection}        the current peer connection, or null
 //   "publishing"   {publishing}            whether the host's media is being sent
@@ -471,6 +472,8 @@ export class LiveSignaling extends EventTarget {
         this.role = frame.role;
         this.iceServers = Array.isArray(frame.ice_servers) ? frame.ice_servers : [];
         this.handleRecording(frame.recording);
+        // before the state, whose status line shows whether the live waits for its host
+        this.emit("host", { status: frame.host });
         this.handleState(frame.state);
         break;
       case "state":
