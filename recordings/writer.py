@@ -206,6 +206,8 @@ class TransportStreamWriter:
         from its last frame to that offset. The file then lasts until the stop even
         when the host's media stopped earlier (host away, then the live ended), and
         finishing shows the last picture until the end of the sound.
+
+        NOTE: a file without an audio stream still ends at its last video frame.
         """
         if self._container is None:
             if not self._pending_audio:
@@ -220,9 +222,11 @@ class TransportStreamWriter:
                 for resampled in self._resampler.resample(None):
                     self._encode_audio(resampled)
             if end_offset_secs is not None:
-                missing = round(end_offset_secs * AUDIO_SAMPLE_RATE) - self._audio_next_sample
-                if missing > 0:
-                    self._write_silence(missing)
+                silence_samples = (
+                    round(end_offset_secs * AUDIO_SAMPLE_RATE) - self._audio_next_sample
+                )
+                if silence_samples > 0:
+                    self._write_silence(silence_samples)
             self._mux(self._audio.encode(None))
         self._container.close()
         self._container = None
