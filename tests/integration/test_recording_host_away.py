@@ -17,7 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import pytest
 
@@ -33,6 +32,7 @@ from tests.support.signaling_peers import (
     start_publishing,
     start_watching,
 )
+from tests.unit.test_recording_writer import stream_end_secs
 
 pytestmark = pytest.mark.slow
 
@@ -101,14 +101,6 @@ async def download(setting: LiveSetting, url: str, path: Path) -> None:
         response = await api.get(url)
     assert response.status_code == 200
     path.write_bytes(response.content)
-
-
-def stream_end_secs(path: Path, kind: str) -> float:
-    """Return when the first stream of `kind` ends in the MP4, in seconds."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
-        assert stream.duration is not None and stream.time_base is not None
-        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
 
 
 def parse_utc(text: str) -> datetime:

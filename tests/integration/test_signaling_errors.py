@@ -227,24 +227,6 @@ async def test_signaling_errors_roles_and_states(data_dir: Path) -> None:
             await peer.close()
 
 
-async def test_signaling_errors_publish_fails_cleanly(data_dir: Path) -> None:
-    """Guards against a refused publish that leaves a half-made session behind, so
-    that the next valid publish gets `already_publishing`."""
-    async with running_live(data_dir) as setting:
-        host = await SignalingClient.open(setting.ws_url, setting.live_id, setting.host_cookie)
-        viewer = Viewer(Publisher().video)
-        # a viewer's offer is not a publish offer
-        assert await refused_offer(host, "publish", await viewer.offer()) == "invalid_sdp"
-        assert setting.app.state.media.sessions == {}
-        await viewer.close()
-        await host.close()
-
-        host, publisher = await start_publishing(setting)
-        assert set(setting.app.state.media.sessions) == {setting.live_id}
-        await host.close()
-        await publisher.close()
-
-
 def with_missing_first_bundle_mid(offer: str) -> str:
     """Return `offer` with a BUNDLE group whose first mid names no section. aiortc 1.16
     accepts it, then leaves both sections without a transport."""
@@ -261,30 +243,36 @@ def without_common_video_codec(offer: str) -> str:
     return renamed
 
 
-async def test_signaling_errors_half_negotiated_publish(
+async def test_signaling_errors_publish_fails_cleanly(
     data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Guards against a publish refused halfway through negotiation whose peer stays
-    open or fails to close, or that keeps the host from publishing again."""
+    """Guards against a refused publish, also one refused halfway through negotiation,
+    that leaves a half-made session or an open peer behind, so that the next valid
+    publish gets `already_publishing`."""
     caplog.set_level(logging.INFO, logger="signaling.peers")
     async with running_live(data_dir) as setting:
         host = await SignalingClient.open(setting.ws_url, setting.live_id, setting.host_cookie)
+        viewer = Viewer(Publisher().video)
+        # a viewer's offer is not a publish offer
+        assert await refused_offer(host, "publish", await viewer.offer()) == "invalid_sdp"
         publisher = Publisher()
         offer = await publisher.offer()
         for broken in (with_missing_first_bundle_mid(offer), without_common_video_codec(offer)):
             assert await refused_offer(host, "publish", broken) == "invalid_sdp"
         await assert_still_serves(host)
         assert setting.app.state.media.sessions == {}
-        await host.close()
+        await viewer.close()
         await publisher.close()
+        await host.close()
 
         host, publisher = await start_publishing(setting)
         assert set(setting.app.state.media.sessions) == {setting.live_id}
         await host.close()
         await publisher.close()
 
+    # each refused offer's server peer was closed, and closing raised nothing
     messages = [record.getMessage() for record in caplog.records]
-    for peer_id in ("host-1", "host-2"):
+    for peer_id in ("host-1", "host-2", "host-3"):
         assert any(
             f"ServerPeer({peer_id}) live=" in message and ": closed after" in message
             for message in messages
