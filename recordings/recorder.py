@@ -157,9 +157,11 @@ class LiveRecorder:
             self.path,
         )
 
-    async def stop(self) -> None:
+    async def stop(self, until_now: bool = True) -> None:
         """Stop the track tasks and the input tracks, then flush and close the file.
 
+        With `until_now`, the file lasts until this call even when the last frame came
+        earlier; without it, the file ends at its last frame.
         Raises RecordingError, once the file is closed, if a track or the writer failed.
         A second call does nothing.
         """
@@ -172,7 +174,7 @@ class LiveRecorder:
         # The file must last until now, even when the host's media stopped earlier: a
         # host away since then is a still picture and silence in the recording.
         end_offset_secs = None
-        if self._origin_monotonic is not None:
+        if until_now and self._origin_monotonic is not None:
             end_offset_secs = time.monotonic() - self._origin_monotonic
 
         # stop pulling frames

@@ -1,5 +1,6 @@
-"""The recording of a live whose host goes away keeps the time away, whatever happens
-next: the host comes back and ends at once, never comes back, or comes back for a while.
+"""The recording of a live whose host goes away keeps the time away when the host comes
+back, whether they end at once or go on for a while, and ends at the host's last frame
+when the host never comes back and the grace period ends the live.
 
 The replay plays the chat at offsets from the first recorded frame, so the video must
 last as long as the live did on the wall clock, and the chat offsets must land where
@@ -178,12 +179,14 @@ async def test_recording_keeps_host_absence(
     )
 
     # the video lasts as long as the live, and both streams reach its end: the time
-    # away is a still picture and silence, not cut
-    assert abs(replay["duration_seconds"] - live_secs) < TOLERANCE_SECS
+    # away is a still picture and silence, not cut. A live that the grace period ended
+    # stops at the host's last frame instead: the host left for good.
+    video_secs = live_secs - (ended_at - away_at) if ending is Ending.GONE else live_secs
+    assert abs(replay["duration_seconds"] - video_secs) < TOLERANCE_SECS
     timeline = read_replay(video_path)
-    assert abs(timeline.duration_secs - live_secs) < TOLERANCE_SECS
-    assert abs(stream_end_secs(video_path, "video") - live_secs) < TOLERANCE_SECS
-    assert abs(stream_end_secs(video_path, "audio") - live_secs) < TOLERANCE_SECS
+    assert abs(timeline.duration_secs - video_secs) < TOLERANCE_SECS
+    assert abs(stream_end_secs(video_path, "video") - video_secs) < TOLERANCE_SECS
+    assert abs(stream_end_secs(video_path, "audio") - video_secs) < TOLERANCE_SECS
     assert is_increasing([frame.time_secs for frame in timeline.video])
     assert is_increasing(timeline.audio_times_secs)
 
@@ -211,9 +214,15 @@ async def test_recording_keeps_host_absence(
     ]
     for message, sent_message in zip(messages, sent, strict=True):
         expected = (parse_utc(message["sent_at"]) - recording_started).total_seconds()
+        if ending is Ending.GONE and sent_message.acknowledged > away_at:
+            # written after the host's last frame: played at the end of the video
+            assert message["offset_seconds"] <= replay["duration_seconds"]
+            assert message["offset_seconds"] > replay["duration_seconds"] - TOLERANCE_SECS
+            continue
         assert abs(message["offset_seconds"] - expected) < 0.01
         assert message["offset_seconds"] <= replay["duration_seconds"]
-        secs_before_end = ended_at - sent_message.acknowledged
+        video_end_at = away_at if ending is Ending.GONE else ended_at
+        secs_before_end = video_end_at - sent_message.acknowledged
         assert abs(replay["duration_seconds"] - message["offset_seconds"] - secs_before_end) < (
             TOLERANCE_SECS
         )
