@@ -11,9 +11,11 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 from av.container import InputContainer, OutputContainer
+from av.packet import Packet
 from av.stream import Stream
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
@@ -122,10 +124,19 @@ def _copy_packets(
     outputs: dict[int, Stream],
     start_secs: float,
 ) -> tuple[int, int]:
-    """Mux every usable packet of `streams` into `outputs`; return (copied, skipped)."""
+    """Mux every usable packet of `streams` into `outputs`; return (copied, skipped).
+
+    The last video packet is held back until the end, then shown until the end of the
+    longest stream. The recorder fills the audio with silence up to the moment it
+    stopped, so a host away since their last picture stays in the video as that
+    picture, held until the end.
+    """
     copied = 0
     skipped = 0
     last_dts: dict[int, int] = {}
+    # the latest video packet, muxed once the next one arrives or at the end
+    held_video: Packet[Any] | None = None
+    end_secs = 0.0
     for packet in source.demux(streams):
         # The demuxer ends each stream with an empty packet without timestamps.
         if packet.dts is None or packet.size == 0:
@@ -145,11 +156,29 @@ def _copy_packets(
         packet.dts = dts
         packet.pts = pts - shift
         last_dts[index] = dts
+        end_secs = max(end_secs, float((packet.pts + (packet.duration or 0)) * packet.time_base))
 
         packet.stream = outputs[index]
-        target.mux(packet)
+        if packet.stream.type == "video":
+            if held_video is not None:
+                target.mux(held_video)
+            held_video = packet
+        else:
+            target.mux(packet)
         copied += 1
+
+    if held_video is not None:
+        _hold_until(held_video, end_secs)
+        target.mux(held_video)
     return copied, skipped
+
+
+def _hold_until(packet: Packet[Any], end_secs: float) -> None:
+    """Lengthen `packet`'s duration so that its picture shows until `end_secs`."""
+    if packet.pts is None or packet.time_base is None:
+        return
+    shown_until = round(end_secs / packet.time_base) - packet.pts
+    packet.duration = max(packet.duration or 0, shown_until)
 
 
 def read_duration(video_path: Path) -> float:

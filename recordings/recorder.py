@@ -77,6 +77,14 @@ class _QueuedFrame:
     frame: AudioFrame | VideoFrame | Packet[Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _EndOfRecording:
+    """The last item of a recorder stopped on purpose: the writer closes the file so
+    that it lasts until `offset_secs`, when `stop()` was called."""
+
+    offset_secs: float | None
+
+
 class LiveRecorder:
     """Records one live's tracks to `path` from `start()` to `stop()`.
 
@@ -98,8 +106,9 @@ class LiveRecorder:
         self.failed = asyncio.Event()
         self._tracks: list[MediaStreamTrack] = []
         self._pumps: list[asyncio.Task[None]] = []
-        # A None item stops the writer thread.
-        self._queue: queue.SimpleQueue[_QueuedFrame | None] = queue.SimpleQueue()
+        # An _EndOfRecording item stops the writer thread, and so does None after a
+        # failure, which leaves the file ending at its last frame.
+        self._queue: queue.SimpleQueue[_QueuedFrame | _EndOfRecording | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._writer_done: asyncio.Future[WriterStats] | None = None
         self._origin_monotonic: float | None = None
@@ -148,9 +157,11 @@ class LiveRecorder:
             self.path,
         )
 
-    async def stop(self) -> None:
+    async def stop(self, until_now: bool = True) -> None:
         """Stop the track tasks and the input tracks, then flush and close the file.
 
+        With `until_now`, the file lasts until this call even when the last frame came
+        earlier; without it, the file ends at its last frame.
         Raises RecordingError, once the file is closed, if a track or the writer failed.
         A second call does nothing.
         """
@@ -160,6 +171,11 @@ class LiveRecorder:
             self.state = RecorderState.STOPPED
             return
         assert self._writer_done is not None and self._thread is not None
+        # The file must last until now, even when the host's media stopped earlier: a
+        # host away since then is a still picture and silence in the recording.
+        end_offset_secs = None
+        if until_now and self._origin_monotonic is not None:
+            end_offset_secs = time.monotonic() - self._origin_monotonic
 
         # stop pulling frames
         for pump in self._pumps:
@@ -171,7 +187,7 @@ class LiveRecorder:
             track.stop()
 
         # let the writer drain its queue, flush the encoders and close the file
-        self._queue.put(None)
+        self._queue.put(_EndOfRecording(end_offset_secs))
         done, _ = await asyncio.wait({self._writer_done}, timeout=WRITER_CLOSE_TIMEOUT_SECS)
         stats: WriterStats | None = None
         if not done:
@@ -280,8 +296,12 @@ class LiveRecorder:
             self.path, has_video=has_video, has_audio=has_audio, video_packets=self.video_packets
         )
         started_at_written = False
+        end_offset_secs: float | None = None
         try:
             while (item := self._queue.get()) is not None:
+                if isinstance(item, _EndOfRecording):
+                    end_offset_secs = item.offset_secs
+                    break
                 if not started_at_written and self.started_at is not None:
                     write_started_at(self.path, self.started_at)
                     started_at_written = True
@@ -296,7 +316,7 @@ class LiveRecorder:
         except BaseException:
             writer.abort()
             raise
-        writer.close()
+        writer.close(end_offset_secs)
         return writer.stats
 
     def _on_pump_done(self, pump: asyncio.Task[None]) -> None:

@@ -198,9 +198,17 @@ class TransportStreamWriter:
             self._open(DEFAULT_VIDEO_SIZE)
         self._write_audio_copy(offset_secs, copy)
 
-    def close(self) -> None:
+    def close(self, end_offset_secs: float | None = None) -> None:
         """Flush the encoders and write the last packets; a writer that never received a
-        frame creates no file."""
+        frame creates no file.
+
+        With `end_offset_secs`, the moment recording stopped, silence fills the audio
+        from its last frame to that offset. The file then lasts until the stop even
+        when the host's media stopped earlier (host away, then the live ended), and
+        finishing shows the last picture until the end of the sound.
+
+        NOTE: a file without an audio stream still ends at its last video frame.
+        """
         if self._container is None:
             if not self._pending_audio:
                 return
@@ -213,6 +221,12 @@ class TransportStreamWriter:
             if self._resampler is not None:
                 for resampled in self._resampler.resample(None):
                     self._encode_audio(resampled)
+            if end_offset_secs is not None:
+                silence_samples = (
+                    round(end_offset_secs * AUDIO_SAMPLE_RATE) - self._audio_next_sample
+                )
+                if silence_samples > 0:
+                    self._write_silence(silence_samples)
             self._mux(self._audio.encode(None))
         self._container.close()
         self._container = None

@@ -139,6 +139,9 @@ class LiveMediaSession:
         self.tasks = TaskSupervisor(repr(self))
         self._created_monotonic = time.monotonic()
         self._host_lost_monotonic: float | None = None
+        # Set when the grace period ends the live: the host left for good, so the
+        # recording ends at their last frame instead of a still picture until the end.
+        self._ended_by_grace = False
         self._grace_timer: asyncio.Task[None] | None = None
         self._fanout_started = False
 
@@ -278,7 +281,7 @@ class LiveMediaSession:
         started_at: datetime | None = None
         if self.recording is not None:
             try:
-                started_at = await self.recording.stop()
+                started_at = await self.recording.stop(until_now=not self._ended_by_grace)
             except Exception:
                 logger.exception("%r: the recorder failed to stop", self)
         await self._stop_hls()
@@ -405,6 +408,7 @@ class LiveMediaSession:
     async def _end_after_grace(self, grace_secs: float) -> None:
         await asyncio.sleep(grace_secs)
         logger.warning("%r: host did not come back within %.0f s; ending", self, grace_secs)
+        self._ended_by_grace = True
         try:
             await self.manager.end(self.live_id)
         except ProtocolError as error:

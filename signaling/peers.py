@@ -158,17 +158,57 @@ class ServerPeer:
         return sdp
 
     async def close(self) -> None:
-        """Close the connection, which ends its remote tracks and stops its senders."""
+        """Close the connection, stop its senders and end its remote tracks.
+
+        Raises nothing but cancellation, in any state. aiortc 1.16's own close can
+        raise partway, for example AttributeError on a connection whose offer had a
+        BUNDLE group naming a missing first mid. Such a failure is logged, and the
+        transports aiortc had not reached yet are stopped here.
+        """
         if self.state is PeerState.CLOSED:
             return
         self._move(self.state, PeerState.CLOSED)
-        await self.pc.close()
+        try:
+            await self.pc.close()
+        except Exception as error:  # noqa: BLE001 - logged; the rest is stopped below
+            logger.warning(
+                "%r live=%s: aiortc failed to close the connection: %s: %s",
+                self,
+                self.live_id,
+                type(error).__name__,
+                error,
+            )
+            await self._stop_transports()
+        # aiortc's close ends a pending recv() on the track of a started receiver. A
+        # stopped track also makes every later recv() raise MediaStreamError at once.
+        for track in self.remote_tracks:
+            track.stop()
         logger.info(
             "%r live=%s: closed after %.1f s",
             self,
             self.live_id,
             time.monotonic() - self._created_monotonic,
         )
+
+    async def _stop_transports(self) -> None:
+        """Stop the DTLS and ICE transports that a failed `pc.close()` may have left
+        running, each on its own so that one failure does not keep the others open."""
+        for transceiver in self.pc.getTransceivers():
+            dtls_transport = transceiver.receiver.transport
+            if dtls_transport is None:
+                continue
+            for transport in (dtls_transport, dtls_transport.transport):
+                try:
+                    await transport.stop()
+                except Exception as error:  # noqa: BLE001 - logged, the others go on
+                    logger.warning(
+                        "%r live=%s: stopping %s failed: %s: %s",
+                        self,
+                        self.live_id,
+                        type(transport).__name__,
+                        type(error).__name__,
+                        error,
+                    )
 
     def _track_received(self, track: MediaStreamTrack) -> None:
         logger.debug("%r live=%s: remote %s track received", self, self.live_id, track.kind)

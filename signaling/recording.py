@@ -89,13 +89,14 @@ class LiveRecording:
         self._started_monotonic = time.monotonic()
         logger.info("%r live=%s: recording to %s", self, self.live_id, path)
 
-    async def stop(self) -> datetime | None:
+    async def stop(self, until_now: bool = True) -> datetime | None:
         """Stop the recorder, which flushes and closes its file; return the UTC time of
-        its first frame, or None when it wrote none."""
+        its first frame, or None when it wrote none. With `until_now`, the file lasts
+        until this call; without it, the file ends at its last frame."""
         recorder, self._recorder = self._recorder, None
         try:
             if recorder is not None:
-                await recorder.stop()
+                await recorder.stop(until_now)
         except RecordingError as error:
             # the recorder logged it; finishing turns what was written into a video or
             # marks the recording failed

@@ -3,12 +3,18 @@ and the server goes on serving the same connection and others."""
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
+from aiortc import RTCSessionDescription
 
+from signaling.peers import PeerRole, PeerState, ServerPeer
 from signaling.protocol import PROTOCOL_ERRORS_MAX
+from signaling.sdp import InvalidOfferError, OfferPurpose
 from tests.support.signaling_peers import (
     Publisher,
     SignalingClient,
@@ -222,19 +228,105 @@ async def test_signaling_errors_roles_and_states(data_dir: Path) -> None:
             await peer.close()
 
 
-async def test_signaling_errors_publish_fails_cleanly(data_dir: Path) -> None:
-    """Guards against a refused publish that leaves a half-made session behind, so
-    that the next valid publish gets `already_publishing`."""
+def with_missing_first_bundle_mid(offer: str) -> str:
+    """Return `offer` with a BUNDLE group whose first mid names no section. aiortc 1.16
+    accepts it, then leaves both sections without a transport."""
+    bundled = re.sub(r"a=group:BUNDLE ", "a=group:BUNDLE 7 ", offer, count=1)
+    assert bundled != offer
+    return bundled
+
+
+def without_common_video_codec(offer: str) -> str:
+    """Return `offer` with its video codecs renamed to one aiortc does not know, so that
+    setRemoteDescription fails on the video section after applying the audio one."""
+    renamed = re.sub(r"(a=rtpmap:\d+ )(VP8|H264)/90000", r"\1X-NONE/90000", offer)
+    assert renamed != offer
+    return renamed
+
+
+async def test_signaling_errors_publish_fails_cleanly(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards against a refused publish, also one refused halfway through negotiation,
+    that leaves a half-made session or an open peer behind, so that the next valid
+    publish gets `already_publishing`."""
+    caplog.set_level(logging.INFO, logger="signaling.peers")
     async with running_live(data_dir) as setting:
         host = await SignalingClient.open(setting.ws_url, setting.live_id, setting.host_cookie)
         viewer = Viewer(Publisher().video)
         # a viewer's offer is not a publish offer
         assert await refused_offer(host, "publish", await viewer.offer()) == "invalid_sdp"
+        publisher = Publisher()
+        offer = await publisher.offer()
+        for broken in (with_missing_first_bundle_mid(offer), without_common_video_codec(offer)):
+            assert await refused_offer(host, "publish", broken) == "invalid_sdp"
+        await assert_still_serves(host)
         assert setting.app.state.media.sessions == {}
         await viewer.close()
+        await publisher.close()
         await host.close()
 
         host, publisher = await start_publishing(setting)
         assert set(setting.app.state.media.sessions) == {setting.live_id}
         await host.close()
         await publisher.close()
+
+    # each refused offer's server peer was closed, and closing raised nothing
+    messages = [record.getMessage() for record in caplog.records]
+    for peer_id in ("host-1", "host-2", "host-3"):
+        assert any(
+            f"ServerPeer({peer_id}) live=" in message and ": closed after" in message
+            for message in messages
+        ), peer_id
+    assert not any("failed to close" in message for message in messages)
+
+
+class Negotiation(enum.Enum):
+    """How far a ServerPeer's negotiation got before it is closed."""
+
+    NONE = "none"
+    # check_offer rejected the offer before aiortc saw it
+    OFFER_REJECTED = "offer_rejected"
+    # aiortc applied the audio section, then failed on the video one
+    VIDEO_FAILED = "video_failed"
+    # aiortc applied a BUNDLE group with a missing first mid, which its close trips on
+    BUNDLE_HALF_APPLIED = "bundle_half_applied"
+    ANSWERED = "answered"
+
+
+@pytest.mark.parametrize("negotiation", list(Negotiation), ids=lambda value: value.value)
+async def test_server_peer_close_any_state(
+    negotiation: Negotiation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Guards against a ServerPeer.close that raises, or leaves tracks running, after a
+    negotiation that stopped partway, which would abort the release of the live's other
+    peers and tasks."""
+    caplog.set_level(logging.WARNING, logger="signaling.peers")
+    publisher = Publisher()
+    offer = await publisher.offer()
+    peer = ServerPeer("host-1", PeerRole.HOST, 1, [], on_lost=lambda lost: None)
+
+    if negotiation is Negotiation.OFFER_REJECTED:
+        with pytest.raises(InvalidOfferError):
+            await peer.answer(with_missing_first_bundle_mid(offer), OfferPurpose.PUBLISH)
+    elif negotiation is Negotiation.VIDEO_FAILED:
+        with pytest.raises(InvalidOfferError):
+            await peer.answer(without_common_video_codec(offer), OfferPurpose.PUBLISH)
+    elif negotiation is Negotiation.BUNDLE_HALF_APPLIED:
+        # check_offer rejects this offer, so it goes to aiortc directly, which accepts it
+        description = RTCSessionDescription(with_missing_first_bundle_mid(offer), "offer")
+        await peer.pc.setRemoteDescription(description)
+    elif negotiation is Negotiation.ANSWERED:
+        await publisher.accept(await peer.answer(offer, OfferPurpose.PUBLISH))
+
+    await peer.close()
+
+    assert peer.state is PeerState.CLOSED
+    assert all(track.readyState == "ended" for track in peer.remote_tracks)
+    failures = [record for record in caplog.records if "failed to close" in record.getMessage()]
+    # only the half-applied BUNDLE group trips aiortc's own close, which is logged
+    assert len(failures) == (1 if negotiation is Negotiation.BUNDLE_HALF_APPLIED else 0)
+    # a second close returns at once, where aiortc's would wait forever after a failure
+    await peer.close()
+    assert peer.state is PeerState.CLOSED
+    await publisher.close()

@@ -23,15 +23,18 @@ from tests.support.chat_clients import create_live, create_people
 from tests.unit.test_recording_writer import picture, write_stretch
 
 
-def write_part(folder: Path, name: str, secs: float, width: int = 320) -> Path:
-    """Write `secs` of video and audio from offset 0 into `<name>.mp4`."""
+def write_part(
+    folder: Path, name: str, secs: float, width: int = 320, stopped_secs: float | None = None
+) -> Path:
+    """Write `secs` of video and audio from offset 0 into `<name>.mp4`, as a recorder
+    stopped at `stopped_secs` (by default at its last frame) would."""
     raw = folder / f"{name}.ts"
     writer = TransportStreamWriter(raw, has_video=True, has_audio=True)
     if width != 320:
         # the writer keeps the size of its first picture
         writer.write_video(0.0, picture(0, width=width, height=width * 3 // 4))
     write_stretch(writer, 0.04 if width != 320 else 0.0, secs)
-    writer.close()
+    writer.close(stopped_secs)
     video = folder / f"{name}.mp4"
     remux_to_mp4(raw, video)
     return video
@@ -59,6 +62,28 @@ def test_join_parts_keeps_wall_clock_gap(tmp_path: Path) -> None:
     assert min(time for time in times if time > 5.0) == pytest.approx(10.0, abs=0.1)
     assert duration == pytest.approx(13.0, abs=0.2)
     assert list(tmp_path.glob("*.partial")) == []
+
+
+@pytest.mark.parametrize("second_width", [320, 640], ids=["same-size", "other-size"])
+def test_join_parts_keeps_absence_at_part_end(tmp_path: Path, second_width: int) -> None:
+    """Guards against a joined replay that cuts the time a host was away at the end of a
+    part, which would end the video before the live did."""
+    first = write_part(tmp_path, "first", 2.0, stopped_secs=4.0)
+    second = write_part(tmp_path, "second", 2.0, width=second_width, stopped_secs=5.0)
+    joined = tmp_path / "joined.mp4"
+
+    duration = join_parts([RecordingPart(first, 0.0), RecordingPart(second, 10.0)], joined)
+
+    assert duration == pytest.approx(15.0, abs=0.2)
+    with av.open(str(joined)) as container:
+        video = container.streams.video[0]
+        assert video.duration is not None and video.time_base is not None
+        video_end = float(((video.start_time or 0) + video.duration) * video.time_base)
+    # the second part's last picture stays on screen until the end
+    assert video_end == pytest.approx(15.0, abs=0.2)
+    times = video_times(joined)
+    assert max(time for time in times if time < 5.0) < 2.0
+    assert min(time for time in times if time > 5.0) == pytest.approx(10.0, abs=0.1)
 
 
 def test_join_parts_overlap_keeps_order(tmp_path: Path) -> None:

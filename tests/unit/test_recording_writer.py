@@ -102,6 +102,67 @@ def test_writer_timestamps_follow_wall_clock(tmp_path: Path) -> None:
     assert writer.stats.silence_samples >= 2.9 * 48_000
 
 
+def stream_end_secs(path: Path, kind: str) -> float:
+    """Return when the first stream of `kind` ends, from the container's stream header."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0] if kind == "video" else container.streams.audio[0]
+        assert stream.duration is not None and stream.time_base is not None
+        return float(((stream.start_time or 0) + stream.duration) * stream.time_base)
+
+
+def write_packet_stretch(writer: TransportStreamWriter, end_secs: float) -> None:
+    """Write 30 H.264 packets a second from the shared encoder and 20 ms audio frames,
+    from 0 to `end_secs`."""
+    encoder = LayerEncoder(VideoLayer(Quality.HIGH, 320, 240, 300_000))
+    for index in range(round(end_secs * 30)):
+        image = picture(index)
+        image.pts = index * 3_000
+        for packet in encoder.encode(image, index % 30 == 0):
+            writer.write_video_packet(index / 30, packet)
+        if index % 3 == 2:
+            for _ in range(5):
+                writer.write_audio((index + 1) / 30, sound())
+
+
+@pytest.mark.parametrize("video_packets", [False, True], ids=["frames", "packets"])
+def test_writer_lasts_until_stop(tmp_path: Path, video_packets: bool) -> None:
+    """Guards against a replay that ends at the host's last frame when the host left
+    and the live ended later: the time away must stay as a still picture and silence."""
+    raw = tmp_path / "raw.ts"
+    writer = TransportStreamWriter(raw, has_video=True, has_audio=True, video_packets=video_packets)
+    if video_packets:
+        write_packet_stretch(writer, 2.0)
+    else:
+        write_stretch(writer, 0.0, 2.0)
+    # the host went away at 2 s, and recording stopped at 6 s
+    writer.close(end_offset_secs=6.0)
+
+    media = finish_media(raw, tmp_path / "video.mp4", tmp_path / "poster.jpg")
+
+    assert abs(media.duration_seconds - 6.0) < 0.1
+    assert abs(stream_end_secs(tmp_path / "video.mp4", "audio") - 6.0) < 0.1
+    # the last picture stays on screen until the end
+    assert abs(stream_end_secs(tmp_path / "video.mp4", "video") - 6.0) < 0.1
+    assert writer.stats.silence_samples >= 3.9 * 48_000
+    assert abs(stream_seconds(tmp_path / "video.mp4", "video") - 2.0) < 0.1
+
+
+def test_writer_early_stop_adds_nothing(tmp_path: Path) -> None:
+    """Guards against silence added past the last frame, or a recording cut short, when
+    the stop offset is not after the last frame."""
+    raw = tmp_path / "raw.ts"
+    writer = TransportStreamWriter(raw, has_video=True, has_audio=True)
+    write_stretch(writer, 0.0, 2.0)
+    writer.close(end_offset_secs=1.0)
+
+    video = tmp_path / "video.mp4"
+    remux_to_mp4(raw, video)
+
+    assert writer.stats.silence_samples == 0
+    assert abs(stream_seconds(video, "audio") - 2.0) < 0.1
+    assert abs(stream_end_secs(video, "video") - 2.0) < 0.1
+
+
 def test_writer_drops_audio_running_ahead_of_clock(tmp_path: Path) -> None:
     """Guards against audio drifting ahead of the video when a burst of audio frames
     arrives at once."""
