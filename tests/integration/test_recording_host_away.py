@@ -1,6 +1,6 @@
 """The recording of a live whose host goes away keeps the time away when the host comes
-back, whether they end at once or go on for a while, and ends at the host's last frame
-when the host never comes back and the grace period ends the live.
+back, whether they end at once or go on for a while. When the host never comes back and
+the grace period ends the live, the recording ends at the host's last frame.
 
 The replay plays the chat at offsets from the first recorded frame, so the video must
 last as long as the live did on the wall clock, and the chat offsets must land where
