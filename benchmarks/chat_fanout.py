@@ -39,6 +39,7 @@ from chat_setup import (
     load_average,
     machine_description,
     process_cpu_secs,
+    process_cpu_split,
 )
 from fanout_clients import Endpoint
 
@@ -69,6 +70,8 @@ class Step:
     p50_ms: float
     p99_ms: float
     server_cpu_secs: float
+    # The part of server_cpu_secs spent in the kernel (sockets, mostly).
+    server_system_secs: float
     redis_cpu_secs: float
     client_cpu_secs: float
     closed: int
@@ -145,7 +148,7 @@ class Load:
         self.step_index += 1
         count = len(self.workers.pipes)
         start_at = time.monotonic() + 0.2
-        server_before = sum(process_cpu_secs(pid) for pid in self.server_pids)
+        server_before = [process_cpu_split(pid) for pid in self.server_pids]
         redis_before = process_cpu_secs(self.redis_pid)
         client_before = sum(process_cpu_secs(pid) for pid in self.workers.pids)
         self.workers.call(
@@ -168,7 +171,14 @@ class Load:
                 break
             time.sleep(0.05)
 
-        server_cpu = sum(process_cpu_secs(pid) for pid in self.server_pids) - server_before
+        server_spent = [
+            (after[0] - before[0], after[1] - before[1])
+            for before, after in zip(
+                server_before, [process_cpu_split(pid) for pid in self.server_pids], strict=True
+            )
+        ]
+        server_system = sum(system for _, system in server_spent)
+        server_cpu = sum(user + system for user, system in server_spent)
         redis_cpu = process_cpu_secs(self.redis_pid) - redis_before
         client_cpu = sum(process_cpu_secs(pid) for pid in self.workers.pids) - client_before
         results = self.workers.call("collect")
@@ -196,6 +206,7 @@ class Load:
             p50_ms=percentile(latencies, 0.50),
             p99_ms=percentile(latencies, 0.99),
             server_cpu_secs=server_cpu,
+            server_system_secs=server_system,
             redis_cpu_secs=redis_cpu,
             client_cpu_secs=client_cpu,
             closed=closed,
@@ -286,7 +297,8 @@ def run_system(system: str, arguments: argparse.Namespace, log_dir: Path) -> Sys
 def _describe(step: Step) -> str:
     return (
         f"{step.delivered_per_second:,.0f} deliveries/s, p50 {step.p50_ms:.1f} ms, "
-        f"p99 {step.p99_ms:.1f} ms, server {step.server_cpu_secs:.2f} CPU s, "
+        f"p99 {step.p99_ms:.1f} ms, server {step.server_cpu_secs:.2f} CPU s "
+        f"({step.server_system_secs:.2f} system), "
         f"redis {step.redis_cpu_secs:.2f}, clients {step.client_cpu_secs:.2f}, "
         f"missing {step.expected - step.received}, closed {step.closed}"
     )

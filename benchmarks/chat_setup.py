@@ -54,9 +54,14 @@ WORKER_REPLY_TIMEOUT_SECS = 300.0
 
 def process_cpu_secs(pid: int) -> float:
     """User plus system CPU time of every thread of process `pid`, in seconds."""
+    return sum(process_cpu_split(pid))
+
+
+def process_cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of every thread of process `pid`, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # fields 14 and 15 of stat(5), counted from the pid, are utime and stime
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SEC
+    return int(fields[11]) / CLOCK_TICKS_PER_SEC, int(fields[12]) / CLOCK_TICKS_PER_SEC
 
 
 def process_rss_bytes(pid: int) -> int:
