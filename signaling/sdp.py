@@ -19,6 +19,9 @@ PUBLISH_DIRECTIONS = frozenset({"sendonly", "sendrecv"})
 # Directions a viewer's offer may declare for each track, since the viewer only receives.
 WATCH_DIRECTIONS = frozenset({"recvonly", "sendrecv"})
 
+# The highest port a candidate may name.
+MAX_PORT = 65535
+
 # Exceptions that aiortc 1.16's SDP parser lets escape on malformed input. ValueError
 # and IndexError come from bad numbers and short lines, KeyError from an unknown
 # `a=setup` role, and StopIteration from an `a=fmtp` or `a=rtcp-fb` line that names an
@@ -114,7 +117,12 @@ def check_offer(sdp: str, purpose: OfferPurpose) -> OfferSummary:
         if media.dtls is None or not media.dtls.fingerprints:
             raise InvalidOfferError("L'offre SDP n'a pas d'empreinte DTLS.")
 
-    candidate_count = sum(len(media.ice_candidates) for media in description.media)
+    candidates = [candidate for media in description.media for candidate in media.ice_candidates]
+    # aioice takes any integer as a port; the socket layer raises OverflowError when the
+    # peer's ICE checks send to one outside 0-65535.
+    if any(not 0 <= candidate.port <= MAX_PORT for candidate in candidates):
+        raise InvalidOfferError("L'offre SDP contient un candidat ICE au port invalide.")
+    candidate_count = len(candidates)
     if candidate_count == 0:
         raise InvalidOfferError(
             "L'offre SDP ne contient aucun candidat ICE : "

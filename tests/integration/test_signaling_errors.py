@@ -107,6 +107,8 @@ async def test_signaling_errors_frame_codes(data_dir: Path) -> None:
             "a=candidate:bad",
             "a=candidate:1 1 udp x 192.0.2.2 9 typ host",
             "a=candidate:1 1 udp 1 192.0.2.2 9 typ",
+            "a=candidate:1 1 udp 1 192.0.2.2 65536 typ host",
+            "a=candidate:1 1 udp 1 192.0.2.2 -1 typ host",
         ):
             await host.send({"type": "publish", "sdp": offer.replace(candidate, broken)})
             assert (await host.recv_type("error"))["code"] == "invalid_sdp", broken

@@ -7,7 +7,13 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 
 from signaling.encoding import Quality, plan_layers
-from signaling.sdp import OfferPurpose, OfferSummary, check_offer, declared_bandwidth
+from signaling.sdp import (
+    InvalidOfferError,
+    OfferPurpose,
+    OfferSummary,
+    check_offer,
+    declared_bandwidth,
+)
 from signaling.viewer_media import start_quality
 from tests.support.signaling_peers import rtc_configuration, with_video_bandwidth
 
@@ -79,3 +85,26 @@ async def test_check_offer_reads_viewer_offer() -> None:
     await pc.setLocalDescription(await pc.createOffer())
     assert not check_offer(pc.localDescription.sdp, OfferPurpose.WATCH).offers_h264_baseline
     await pc.close()
+
+
+@pytest.mark.parametrize(
+    ("port", "accepted"), [(0, True), (65535, True), (65536, False), (-1, False)]
+)
+async def test_check_offer_rejects_candidate_port_out_of_range(port: int, accepted: bool) -> None:
+    """Guards against an offer whose candidate port makes the peer's ICE checks raise
+    OverflowError once the server accepted it."""
+    pc = RTCPeerConnection(rtc_configuration())
+    pc.addTransceiver("audio", direction="recvonly")
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    await pc.close()
+    line = next(line for line in offer.splitlines() if line.startswith("a=candidate"))
+    fields = line.split(" ")
+    fields[5] = str(port)
+    offer = offer.replace(line, " ".join(fields))
+    if accepted:
+        assert check_offer(offer, OfferPurpose.WATCH).candidate_count > 0
+    else:
+        with pytest.raises(InvalidOfferError):
+            check_offer(offer, OfferPurpose.WATCH)
