@@ -177,7 +177,8 @@ class LiveMediaSession:
         )
         try:
             answer = await peer.answer(offer_sdp, OfferPurpose.PUBLISH)
-        except InvalidOfferError:
+        except BaseException:
+            # A rejected offer, or the socket's task cancelled while aiortc builds the answer.
             await peer.close()
             raise
         video = peer.track_of("video")
@@ -225,13 +226,14 @@ class LiveMediaSession:
         )
         try:
             media = self.fanout.attach_viewer(peer, summary, self.manager.quality_thresholds)
-        except InvalidOfferError:
+        except BaseException:
             await peer.close()
             raise
         viewer = ViewerPeer(peer, media)
         try:
             answer = await peer.answer(offer_sdp, OfferPurpose.WATCH)
-        except InvalidOfferError:
+        except BaseException:
+            # A rejected offer, or the socket's task cancelled while aiortc builds the answer.
             await viewer.close()
             raise
         media.start()
