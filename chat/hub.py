@@ -234,8 +234,11 @@ class ChannelFeed:
         remaining = self._gap_seen_at + REORDER_WAIT_SECS - loop.time()
         if remaining <= 0 or len(self._ahead) >= FILL_PAGE_EVENTS:
             return None
+        # Not asyncio.wait_for: on Python 3.11 it returns an item taken in the loop turn
+        # where the feed is cancelled and drops the cancellation, so `stop` never returns.
         try:
-            return await asyncio.wait_for(self._inbox.get(), remaining)
+            async with asyncio.timeout(remaining):
+                return await self._inbox.get()
         except TimeoutError:
             return None
 
