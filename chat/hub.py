@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -163,8 +164,9 @@ class ChannelFeed:
         # The event loop time when the oldest gap in `_ahead` was seen.
         self._gap_seen_at = 0.0
         self._batch_window = batch_window
-        # The event loop time of the last flush that passed events on.
-        self._flushed_at = -batch_window
+        # The event loop time of the last flush that passed events on. The clock's origin
+        # is undefined, so before any flush it is -inf and the first event goes out at once.
+        self._flushed_at = -math.inf
 
     def start(self, last_seq: int) -> None:
         self.last_seq = last_seq
