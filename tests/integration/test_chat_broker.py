@@ -221,7 +221,7 @@ async def test_hub_reconnection_sends_window_events(own_redis: RedisServer, tmp_
 
         await asyncio.to_thread(own_redis.stop)
         try:
-            # Stored; the publish fails and the reader hears of it only from the database.
+            # It is stored, but its publish fails, so the reader reads it from the database.
             assert (await writer.send(channel, host, "h1", "pendant la panne")).seq == 3
         finally:
             await asyncio.to_thread(own_redis.start)

@@ -170,16 +170,8 @@ async def test_hub_batches_events_within_window_after_flush() -> None:
     """An event after a quiet window goes out alone and at once. The events that
     follow a flush within the window go out together at the window's end."""
 
-    async def load(
-        channel: str, after: int, up_to: int | None, limit: int
-    ) -> list[tuple[int, str]]:
-        return []
-
-    async def read_last_seq(channel: str) -> int:
-        return 0
-
     channel = "live:1"
-    hub = Hub(MemoryBroker(), load, read_last_seq, batch_window=2.0)
+    hub = Hub(MemoryBroker(), load_nothing, read_zero, batch_window=2.0)
     subscriber = BatchRecorder(channel)
     await hub.subscribe(subscriber)
     try:
@@ -223,7 +215,7 @@ def window_hub(setup: Setup, batch_window: float, load: EventLoader | None = Non
 
 
 async def store_events(setup: Setup, count: int) -> dict[int, str]:
-    """Store `count` messages that no hub hears of; return their payloads by seq."""
+    """Store `count` messages that no hub hears of, and return their payloads by seq."""
     for index in range(count):
         await setup.service.send(setup.channel, setup.people[1], f"w{index}", "fenêtre")
     events = await setup.service.events(setup.channel, after=0)
@@ -261,6 +253,19 @@ async def test_window_orders_gap_and_repeats(setup: Setup) -> None:
         await hub.stop()
 
 
+async def catch_up_during_window(
+    setup: Setup, hub: Hub, subscriber: BatchRecorder
+) -> dict[int, str]:
+    """Store three events, deliver the first two so that the window holds the second,
+    then ask the hub to catch up. Return the payloads by seq."""
+    payloads = await store_events(setup, 3)
+    await deliver_first(hub, subscriber, payloads[1])
+    hub.deliver(setup.channel, payloads[2])
+    await wait_until_taken(hub, setup.channel)
+    hub.catch_up()
+    return payloads
+
+
 async def test_window_catch_up_sends_held_events(setup: Setup) -> None:
     """A catch-up during a window sends the held events and those read back, each
     once, without waiting for the window's end."""
@@ -268,11 +273,7 @@ async def test_window_catch_up_sends_held_events(setup: Setup) -> None:
     subscriber = BatchRecorder(setup.channel)
     await hub.subscribe(subscriber)
     try:
-        payloads = await store_events(setup, 3)
-        await deliver_first(hub, subscriber, payloads[1])
-        hub.deliver(setup.channel, payloads[2])
-        await wait_until_taken(hub, setup.channel)
-        hub.catch_up()
+        payloads = await catch_up_during_window(setup, hub, subscriber)
         # Delivered again after the catch-up, as a broker that reconnected would.
         hub.deliver(setup.channel, payloads[3])
 
@@ -285,7 +286,7 @@ async def test_window_catch_up_sends_held_events(setup: Setup) -> None:
 
 async def test_window_failing_read_sends_held_events(setup: Setup) -> None:
     """Events held by a window go out before a database read that fails and then
-    hangs, and the read's events follow once the database answers."""
+    hangs, and the read's events follow once reads succeed again."""
     reads: list[int] = []
     database_back = asyncio.Event()
 
@@ -303,11 +304,7 @@ async def test_window_failing_read_sends_held_events(setup: Setup) -> None:
     subscriber = BatchRecorder(setup.channel)
     await hub.subscribe(subscriber)
     try:
-        payloads = await store_events(setup, 3)
-        await deliver_first(hub, subscriber, payloads[1])
-        hub.deliver(setup.channel, payloads[2])
-        await wait_until_taken(hub, setup.channel)
-        hub.catch_up()
+        await catch_up_during_window(setup, hub, subscriber)
 
         assert [await next_seq(subscriber) for _ in range(2)] == [1, 2]
         assert not database_back.is_set()
@@ -406,8 +403,8 @@ def feed_tasks(channel: str) -> list[asyncio.Task[object]]:
 
 
 async def test_window_drops_slow_subscriber_only() -> None:
-    """A window's batch that overflows one subscriber's queue drops that subscriber;
-    the feed goes on with the others, in order and without repeats."""
+    """A window's batch that overflows one subscriber's queue drops that subscriber,
+    and the feed goes on with the others, in order and without repeats."""
     channel = "live:1"
     hub = Hub(MemoryBroker(), load_nothing, read_zero, SHORT_WINDOW_SECS)
     slow = Subscriber(channel, max_events=3)
