@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -163,8 +164,9 @@ class ChannelFeed:
         # The event loop time when the oldest gap in `_ahead` was seen.
         self._gap_seen_at = 0.0
         self._batch_window = batch_window
-        # The event loop time of the last flush that passed events on.
-        self._flushed_at = -batch_window
+        # The event loop time of the last flush that passed events on. The clock's origin
+        # is undefined, so before any flush it is -inf and the first event goes out at once.
+        self._flushed_at = -math.inf
 
     def start(self, last_seq: int) -> None:
         self.last_seq = last_seq
@@ -234,8 +236,11 @@ class ChannelFeed:
         remaining = self._gap_seen_at + REORDER_WAIT_SECS - loop.time()
         if remaining <= 0 or len(self._ahead) >= FILL_PAGE_EVENTS:
             return None
+        # Not asyncio.wait_for: on Python 3.11 it returns an item taken in the loop turn
+        # where the feed is cancelled and drops the cancellation, so `stop` never returns.
         try:
-            return await asyncio.wait_for(self._inbox.get(), remaining)
+            async with asyncio.timeout(remaining):
+                return await self._inbox.get()
         except TimeoutError:
             return None
 

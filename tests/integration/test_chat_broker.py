@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chat.broker import MemoryBroker
-from chat.hub import Subscriber
+from chat.hub import Hub, Subscriber
 from chat.redis_broker import RedisBroker
 from chat.service import ChatService
 from core.database import Database
@@ -171,4 +171,68 @@ async def test_hub_recovers_events_published_during_outage(
         await reader.hub.unsubscribe(subscriber)
         for service in services:
             await service.stop()
+        await database.dispose()
+
+
+class DeliveryCountingHub(Hub):
+    """A hub that records the seq of each event its broker delivers."""
+
+    def __init__(self, broker: RedisBroker, service: ChatService, batch_window: float) -> None:
+        async def load(
+            channel: str, after: int, up_to: int | None, limit: int
+        ) -> list[tuple[int, str]]:
+            events = await service.events(channel, after, up_to, limit)
+            return [(event.seq, event.to_json()) for event in events]
+
+        super().__init__(broker, load, service.last_seq, batch_window)
+        self.delivered: list[str] = []
+
+    def deliver(self, channel: str, payload: str) -> None:
+        self.delivered.append(payload)
+        super().deliver(channel, payload)
+
+
+async def test_hub_reconnection_sends_window_events(own_redis: RedisServer, tmp_path: Path) -> None:
+    """A Redis outage while the hub's batch window holds an event: the catch-up after
+    the reconnection sends the held event and the one stored during the outage, each
+    once and in order, without waiting for the window's end."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}")
+    await database.create_schema()
+    host, attendee = await create_people(database, ["Claire", "Karim"])
+    channel = f"live:{await create_live(database, host.id, [attendee.id])}"
+    writer = ChatService(database, RedisBroker(own_redis.url))
+    writer.policies.register("live", LiveChannelPolicy())
+    await writer.start()
+    reader_broker = RedisBroker(own_redis.url)
+    # Far beyond WAIT_SECS, so that only the catch-up can send the held event in time.
+    hub = DeliveryCountingHub(reader_broker, writer, batch_window=600.0)
+    await reader_broker.start()
+    subscriber = Subscriber(channel)
+    try:
+        await asyncio.wait_for(reader_broker.connected.wait(), WAIT_SECS)
+        await hub.subscribe(subscriber)
+        await writer.send(channel, attendee, "a1", "ouvre la fenêtre")
+        assert (await asyncio.wait_for(subscriber.queue.get(), WAIT_SECS))[0] == 1
+        await writer.send(channel, attendee, "a2", "retenu")
+        async with asyncio.timeout(WAIT_SECS):
+            while len(hub.delivered) < 2 or not hub.inbox_empty(channel):
+                await asyncio.sleep(0)
+        assert subscriber.queue.empty()
+
+        await asyncio.to_thread(own_redis.stop)
+        try:
+            # It is stored, but its publish fails, so the reader reads it from the database.
+            assert (await writer.send(channel, host, "h1", "pendant la panne")).seq == 3
+        finally:
+            await asyncio.to_thread(own_redis.start)
+
+        seqs = [(await asyncio.wait_for(subscriber.queue.get(), WAIT_SECS))[0] for _ in range(2)]
+        assert seqs == [2, 3]
+        assert subscriber.queue.empty()
+        assert len(hub.delivered) == 2
+    finally:
+        await hub.unsubscribe(subscriber)
+        await hub.stop()
+        await reader_broker.stop()
+        await writer.stop()
         await database.dispose()
