@@ -39,7 +39,9 @@ class SocketListener:
 
 
 def server_peers(role: PeerRole) -> list[ServerPeer]:
-    return [item for item in gc.get_objects() if isinstance(item, ServerPeer) and item.role is role]
+    # type() rather than isinstance(): the heap holds weak proxies, whose __class__
+    # raises ReferenceError once their object is gone.
+    return [item for item in gc.get_objects() if type(item) is ServerPeer and item.role is role]
 
 
 async def cancel_while_answering(role: PeerRole, answering: asyncio.Task[str]) -> ServerPeer:
@@ -76,29 +78,33 @@ async def viewer_offer() -> str:
 async def test_cancelled_watch_closes_its_peer(data_dir: Path) -> None:
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)
-        session: LiveMediaSession = setting.app.state.media.sessions[setting.live_id]
-        listener = SocketListener(user_id=2, role=PeerRole.VIEWER)
-        answering = asyncio.create_task(session.watch(listener, await viewer_offer()))
-        peer = await cancel_while_answering(PeerRole.VIEWER, answering)
+        try:
+            session: LiveMediaSession = setting.app.state.media.sessions[setting.live_id]
+            listener = SocketListener(user_id=2, role=PeerRole.VIEWER)
+            answering = asyncio.create_task(session.watch(listener, await viewer_offer()))
+            peer = await cancel_while_answering(PeerRole.VIEWER, answering)
 
-        assert session.viewers == {}
-        assert peer.state is PeerState.CLOSED
-        await host.close()
-        await publisher.close()
+            assert session.viewers == {}
+            assert peer.state is PeerState.CLOSED
+        finally:
+            await host.close()
+            await publisher.close()
 
 
 async def test_cancelled_publish_closes_its_peer(data_dir: Path) -> None:
     async with running_live(data_dir) as setting:
         host, publisher = await start_publishing(setting)
-        session: LiveMediaSession = setting.app.state.media.sessions[setting.live_id]
-        first_host = session.host
         second = Publisher()
-        listener = SocketListener(user_id=1, role=PeerRole.HOST)
-        answering = asyncio.create_task(session.publish(listener, await second.offer()))
-        peer = await cancel_while_answering(PeerRole.HOST, answering)
+        try:
+            session: LiveMediaSession = setting.app.state.media.sessions[setting.live_id]
+            first_host = session.host
+            listener = SocketListener(user_id=1, role=PeerRole.HOST)
+            answering = asyncio.create_task(session.publish(listener, await second.offer()))
+            peer = await cancel_while_answering(PeerRole.HOST, answering)
 
-        assert session.host is first_host
-        assert peer.state is PeerState.CLOSED
-        await second.close()
-        await host.close()
-        await publisher.close()
+            assert session.host is first_host
+            assert peer.state is PeerState.CLOSED
+        finally:
+            await second.close()
+            await host.close()
+            await publisher.close()
