@@ -39,7 +39,7 @@ class SocketListener:
 
 
 def server_peers(role: PeerRole) -> list[ServerPeer]:
-    # type() rather than isinstance(): the heap holds weak proxies, whose __class__
+    # type() rather than isinstance(): the heap contains weak proxies, whose __class__
     # raises ReferenceError once their object is gone.
     return [item for item in gc.get_objects() if type(item) is ServerPeer and item.role is role]
 
