@@ -7,10 +7,11 @@ When a subscriber's connection is idle and has a `FrameWriter`, the feed writes 
 batch to its socket at once, in one write. Other subscribers queue the batch for
 their session's writer.
 
-A feed flushes at most once per BATCH_WINDOW_SECS. An event that follows a flush by
-less waits for the window's end with the events behind it, so a busy channel costs
-each subscriber one write per window rather than one per event. An event that follows
-a quiet window goes out at once.
+A feed passes the broker's events on at most once per BATCH_WINDOW_SECS. An event that
+follows a flush by less waits for the window's end with the events behind it, so a
+busy channel costs each subscriber one write per window rather than one per event. An
+event that follows a quiet window goes out at once. Events read back from the database
+(a gap, or a catch-up after a broker reconnection) go out as soon as they are read.
 """
 
 from __future__ import annotations
