@@ -193,7 +193,7 @@ class DeliveryCountingHub(Hub):
 
 
 async def test_hub_reconnection_sends_window_events(own_redis: RedisServer, tmp_path: Path) -> None:
-    """A Redis outage while the hub's batch window holds an event: the catch-up after
+    """A Redis outage while the hub's batch window keeps an event back: the catch-up after
     the reconnection sends the held event and the one stored during the outage, each
     once and in order, without waiting for the window's end."""
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'chat.sqlite3'}")

@@ -197,7 +197,7 @@ async def test_hub_batches_events_within_window_after_flush() -> None:
 # Far beyond WAIT_SECS: an event that a test receives within WAIT_SECS was not held
 # until the end of such a window.
 LONG_WINDOW_SECS = 600.0
-# Long enough that the test checks what a window holds before the window ends.
+# Long enough that the test checks which events a window keeps back before it ends.
 SHORT_WINDOW_SECS = 2.0
 
 
@@ -256,7 +256,7 @@ async def test_window_orders_gap_and_repeats(setup: Setup) -> None:
 async def catch_up_during_window(
     setup: Setup, hub: Hub, subscriber: BatchRecorder
 ) -> dict[int, str]:
-    """Store three events, deliver the first two so that the window holds the second,
+    """Store three events, deliver the first two so that the window keeps back the second,
     then ask the hub to catch up. Return the payloads by seq."""
     payloads = await store_events(setup, 3)
     await deliver_first(hub, subscriber, payloads[1])
@@ -361,8 +361,8 @@ async def test_window_stop_sends_held_events(setup: Setup) -> None:
 @pytest.mark.parametrize("first_seq", [1, 2], ids=["window", "gap-wait"])
 async def test_feed_stops_while_taking_event(setup: Setup, first_seq: int) -> None:
     """The last subscriber leaves in the loop turn where the feed takes an event off
-    its inbox, while it holds a window or waits for a missing seq. The feed must still
-    stop, since the hub's lock is held until it does."""
+    its inbox, while it keeps events back for a window or waits for a missing seq.
+    The feed must still stop, since the hub's lock is held until it does."""
     hub = window_hub(setup, LONG_WINDOW_SECS)
     subscriber = BatchRecorder(setup.channel)
     await hub.subscribe(subscriber)
